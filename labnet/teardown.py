@@ -1,0 +1,62 @@
+"""Undo exactly what a lab created, from its state file: processes first, then namespaces.
+
+Processes go first: a process left inside a deleted namespace keeps it alive, invisibly.
+A namespace is deleted only if it is recorded *and* carries this lab's ownership mark (or no
+mark at all: a build killed between creating it and marking it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+
+from . import netns, processes, state
+from .errors import InputError
+from .realize import Kernel, owner_of
+
+
+@dataclass
+class DownReport:
+    lab: str
+    processes: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # recorded but owned by someone else
+
+
+def _remove_namespaces(lab: str, names: list[str], report: DownReport) -> None:
+    with Kernel() as kernel:
+        owners = {ns: owner_of(kernel, ns) for ns in names if netns.exists(ns)}
+    for ns, owner in owners.items():
+        if owner not in (lab, None):
+            report.skipped.append(ns)
+            continue
+        if netns.delete(ns):
+            report.namespaces.append(ns)
+
+
+def teardown(st: state.LabState) -> DownReport:
+    """Remove what `st` records; the caller holds the lab's lock."""
+    report = DownReport(st.lab)
+    report.processes = processes.stop(st.processes)
+    _remove_namespaces(st.lab, st.namespaces, report)
+    shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
+    try:
+        state.STATE_ROOT.rmdir()  # only when no other lab is left
+    except OSError:
+        pass
+    return report
+
+
+def down(lab: str) -> DownReport:
+    if not state.lab_dir(lab).exists():
+        raise InputError(f"no lab named {lab!r} is up", _hint_labs())
+    with state.locked(lab):
+        st = state.load(lab)
+        if st is None:
+            st = state.LabState(lab, topology="")
+        return teardown(st)
+
+
+def _hint_labs() -> str:
+    up = state.labs()
+    return f"labs up: {', '.join(up)}" if up else "no lab is up"
