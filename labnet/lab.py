@@ -300,3 +300,17 @@ def status(lab: str) -> Status:
         finally:
             gw.close()
     return Status(st, alive, leases, present)
+
+
+def addresses(st: state.LabState) -> dict[str, list[str]]:
+    """netns -> ["eth0 10.46.181.145/24", ...] read from the kernel (lo left out)."""
+    out: dict[str, list[str]] = {}
+    with Kernel() as kernel:
+        for ns in st.namespaces:
+            if not netns.exists(ns):
+                continue
+            ipr = kernel.ipr(ns)
+            names = {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
+            out[ns] = [f"{names.get(a['index'])} {a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+                       for a in ipr.get_addr(family=2) if names.get(a["index"]) != "lo"]
+    return out

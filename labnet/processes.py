@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +74,9 @@ def fork_into(name: str, kind: str, ns: str, log: Path, main: Callable[[], int],
             os.dup2(out, 2)
             os.closerange(3, write_fd)
             os.closerange(write_fd + 1, 65536)
+            # fresh stream objects: a parent thread may have held the old ones' locks at fork
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
             netns.enter_for_good(ns)
             os.write(write_fd, b"ok")
             os.close(write_fd)

@@ -1,0 +1,128 @@
+"""Terminal output with rich: plan trees, status tables, command transcripts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from .lab import Status
+from .model import Topology
+from .plan import LabPlan
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def error(message: str, hint: str | None) -> None:
+    err_console.print(Text("labnet: error: ", style="bold red") + Text(message))
+    if hint:
+        err_console.print(Text("  hint: ", style="yellow") + Text(hint))
+
+
+# ---------------------------------------------------------------- plan
+
+
+def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
+    fl = topo.flannel
+    root = Tree(Text.assemble(("lab ", "bold"), (topo.name, "bold cyan"), f"  ({topo.source})"))
+    root.add(f"flannel config {fl.config_json()}  mode={fl.mode}")
+    steps = [lab_plan.base] + [n.steps for n in lab_plan.nodes.values() if n]
+    for ns in lab_plan.namespaces:
+        branch = root.add(Text.assemble((ns.name, "bold"), f"  [{ns.role}]"))
+        for s in steps:
+            for br in s.bridges:
+                if br.netns == ns.name:
+                    branch.add(f"bridge {br.ifname} mtu {br.mtu}")
+            for v in s.veths:
+                if v.netns == ns.name:
+                    master = f" master {v.master}" if v.master else ""
+                    branch.add(f"veth {v.ifname}{master} mtu {v.mtu} <-> {v.peer_ifname}@{v.peer_netns}")
+            for a in s.addresses:
+                if a.netns == ns.name:
+                    branch.add(f"address {a.cidr} dev {a.ifname}")
+            for r in s.routes:
+                if r.netns == ns.name:
+                    branch.add(f"route {r.dst} via {r.gateway} dev {r.ifname}")
+            for sc in s.sysctls:
+                if sc.netns == ns.name and "ipv6" not in sc.key:
+                    branch.add(f"sysctl {sc.key.replace('/', '.')}={sc.value}")
+        for d in lab_plan.daemons:
+            if d.netns == ns.name:
+                settings = " ".join(f"{k}={v}" for k, v in d.settings)
+                branch.add(Text(f"process {d.name}: {settings}", style="green"))
+        if ns.role == "node":
+            if lab_plan.nodes.get(ns.owner) is None:
+                branch.add(Text(f"docker0 and pods: planned from the subnet the agent leases",
+                                style="yellow"))
+            branch.add(Text(f"agent creates {fl.device}: vxlan id {fl.vni} dstport {fl.port} "
+                            f"nolearning, mtu {topo.flannel_mtu}", style="dim"))
+    return root
+
+
+# ---------------------------------------------------------------- status
+
+
+def labs_table(rows: Iterable[tuple[str, str, str]]) -> Table:
+    t = Table(title="labs")
+    for col in ("lab", "status", "topology"):
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
+    st = s.state
+    places = Table(title=f"lab {st.lab}: namespaces")
+    for col in ("name", "role", "namespace", "addresses", "present"):
+        places.add_column(col)
+    for ns in st.namespaces:
+        name = ns[len(st.lab) + 1:]
+        role = ("node" if name in st.nodes else name if name in ("etcd", "underlay") else "pod")
+        ok = s.namespaces_present.get(ns, False)
+        places.add_row(name, role, ns, "\n".join(addresses.get(ns, [])),
+                       Text("yes" if ok else "MISSING", style="green" if ok else "bold red"))
+    procs = Table(title="processes")
+    for col in ("process", "namespace", "pid", "state"):
+        procs.add_column(col)
+    for p in st.processes:
+        ok = s.alive.get(p.name, False)
+        procs.add_row(p.name, p.netns, str(p.pid),
+                      Text("running" if ok else "DEAD", style="green" if ok else "bold red"))
+    leases = Table(title="flannel leases (etcd)")
+    for col in ("key", "PublicIP", "VtepMAC", "ttl"):
+        leases.add_column(col)
+    for key, lease in sorted(s.leases.items()):
+        try:
+            v = json.loads(lease["value"])
+            ip, mac = v["PublicIP"], v["BackendData"]["VtepMAC"]
+        except (ValueError, KeyError):
+            ip, mac = "?", "?"
+        leases.add_row(key, ip, mac, f"{lease['ttl']} s" if lease["ttl"] is not None else "-")
+    return [places, procs, leases]
+
+
+# ---------------------------------------------------------------- transcripts
+
+
+def command(where: str, argv: list[str]) -> None:
+    console.print(Text.assemble((f"[{where}] ", "bold magenta"), ("$ ", "dim"),
+                                (" ".join(argv), "bold")))
+
+
+def output(text: str, highlight: Iterable[str] = ()) -> None:
+    """Print command output, lines matching any `highlight` regex in bold yellow."""
+    patterns = [re.compile(h) for h in highlight]
+    for line in text.rstrip("\n").splitlines():
+        style = "bold yellow" if any(p.search(line) for p in patterns) else None
+        console.print(Text("  " + line, style=style))
+
+
+def heading(text: str) -> None:
+    console.rule(Text(text, style="bold cyan"), align="left")

@@ -1,0 +1,153 @@
+"""labnet's command line: `./scripts/inv --list`. Thin: every task calls labnet/."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from labnet import cli
+
+REFERENCE = "topologies/flannel-vxlan.yaml"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@task(help={"topology": "topology file, e.g. topologies/flannel-vxlan.yaml"})
+@cli.friendly
+def up(c, topology):
+    """Build a lab from a topology file (namespaces, etcd, flannel agents, docker0, pods)."""
+    from labnet import lab, render
+
+    with cli.progress(f"up {topology}") as step:
+        result = lab.up(topology, step)
+    if result.already_up:
+        render.console.print(f"lab [bold]{result.lab}[/bold] is already up; nothing changed")
+    else:
+        render.console.print(f"lab [bold]{result.lab}[/bold] is up in {result.seconds:.2f} s; "
+                             f"try: ./scripts/inv status {result.lab}")
+
+
+@task(positional=["target"], help={"target": "lab name or topology file", "all": "take down every lab that is up"})
+@cli.friendly
+def down(c, target=None, all=False):
+    """Remove everything a lab created (processes, namespaces, files), and nothing else."""
+    from labnet import lab, render
+    from labnet.errors import InputError
+
+    if all == bool(target):
+        raise InputError("give a lab (or topology file), or --all", "usage: inv down LAB | --all")
+    reports = lab.down_all() if all else [lab.down(target)]
+    for r in reports:
+        render.console.print(f"lab [bold]{r.lab}[/bold] is down: {len(r.processes)} processes "
+                             f"stopped, {len(r.namespaces)} namespaces removed")
+        if r.skipped:
+            render.console.print(f"  left alone (not this lab's): {', '.join(r.skipped)}")
+    if all and not reports:
+        render.console.print("no lab was up")
+
+
+@task(positional=["lab"], help={"lab": "lab name (default: every lab that is up)"})
+@cli.friendly
+def status(c, lab=None):
+    """Show a lab: namespaces and addresses, processes alive, flannel leases in etcd."""
+    from labnet import lab as labs
+    from labnet import render, state
+
+    names = [lab] if lab else state.labs()
+    if not names:
+        render.console.print("no lab is up")
+        return
+    for name in names:
+        s = labs.status(name)
+        for table in render.status_tables(s, labs.addresses(s.state)):
+            render.console.print(table)
+
+
+@task(help={"name": "node or pod name", "lab": "lab name, when several labs are up"})
+@cli.friendly
+def exec(c, name, lab=""):
+    """Run a command inside a node or pod: inv exec pod1 -- ping -c 3 172.16.57.15"""
+    from labnet import lab as labs
+
+    argv = cli.require_argv(cli.argv_after_dashes(c.remainder), "inv exec NAME -- COMMAND [ARGS]")
+    place = labs.find(name, lab or None)
+    sys.stdout.flush()
+    os.execvp("ip", labs.exec_argv(place, argv))
+
+
+@task(help={"name": "node or pod name", "lab": "lab name, when several labs are up"})
+@cli.friendly
+def shell(c, name, lab=""):
+    """Open an interactive shell inside a node or pod (exit to leave)."""
+    from labnet import lab as labs
+
+    place = labs.find(name, lab or None)
+    env = dict(os.environ, PS1=f"[{place.lab}:{place.name}] \\w# ")
+    os.execvpe("ip", labs.exec_argv(place, ["bash", "--norc", "-i"]), env)
+
+
+@task(help={"topology": "topology file"})
+@cli.friendly
+def plan(c, topology):
+    """Print what `up` would create, per namespace, without touching anything."""
+    from labnet import model, render
+    from labnet import plan as planner
+
+    topo = model.load(topology)
+    render.console.print(render.plan_tree(topo, planner.plan(topo)))
+
+
+@task(help={"topology": "topology file"})
+@cli.friendly
+def validate(c, topology):
+    """Check a topology file (schema and semantics); exit 2 with file:line: field on error."""
+    from labnet import model, render
+
+    topo = model.load(topology)
+    render.console.print(f"{topology}: valid ({len(topo.nodes)} nodes, {len(topo.pods)} pods, "
+                         f"flannel {topo.flannel.network} {topo.flannel.mode} mode)")
+
+
+@task(help={"name": "node name (its flannel agent) or etcd", "lab": "lab name, when several"})
+@cli.friendly
+def logs(c, name, lab=""):
+    """Show the events of a node's flannel agent (or etcd's log), with timestamps."""
+    from labnet import lab as labs
+    from labnet import render
+
+    place = labs.find(name, lab or None)
+    path = labs.log_path(place)
+    render.console.print(f"[dim]{path}[/dim]")
+    render.output(path.read_text() if path.exists() else "(empty)",
+                  ("l3-miss", "neigh-written", "fdb-written", "fatal"))
+
+
+@task
+@cli.friendly
+def demo(c):
+    """Up the reference lab, ping pod1 -> pod3, show neighbour, FDB and etcd state, down."""
+    from labnet import demo as reference
+    from labnet import lab, render
+
+    topology = os.path.join(HERE, REFERENCE)
+    with cli.progress("up the reference lab") as step:
+        result = lab.up(topology, step)
+    try:
+        reference.tour(result.lab)
+    finally:
+        report = lab.down(result.lab)
+        render.console.print(f"lab {report.lab} is down ({len(report.namespaces)} namespaces removed)")
+
+
+@task(help={"k": "only tests matching this pytest expression", "unit": "unit tests only (no root)"})
+def test(c, k="", unit=False):
+    """Lint, then run the whole test suite (unit tests, then lab tests on real namespaces)."""
+    with c.cd(HERE):
+        c.run(f"{sys.executable} -m ruff check labnet tests tasks.py bench", pty=False)
+        target = "tests/unit" if unit else "tests"
+        select = f" -k {k!r}" if k else ""
+        result = c.run(f"{sys.executable} -m pytest -q {target}{select}", warn=True, pty=False)
+        if result.exited != 0:
+            raise Exit(code=result.exited)
