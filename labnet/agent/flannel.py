@@ -80,6 +80,23 @@ class Lease:
         return cls(IPv4Network(f"{net}/{plen}"), data["PublicIP"], data["BackendData"]["VtepMAC"])
 
 
+def free_subnets(config: dict, taken: set[IPv4Network], limit: int = 100) -> list[IPv4Network]:
+    """Up to `limit` free subnets from SubnetMin to SubnetMax, as flannel picks among them."""
+    network = IPv4Network(config["Network"])
+    plen = int(config.get("SubnetLen", 24))
+    size = 1 << (32 - plen)
+    lo = int(IPv4Address(config.get("SubnetMin", str(network.network_address + size))))
+    hi = int(IPv4Address(config.get("SubnetMax", str(network.broadcast_address + 1 - size))))
+    free = []
+    for start in range(lo, hi + 1, size):
+        net = IPv4Network(f"{IPv4Address(start)}/{plen}")
+        if net not in taken:
+            free.append(net)
+            if len(free) == limit:
+                break
+    return free
+
+
 def log(event: str, **fields: object) -> None:
     stamp = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
@@ -174,23 +191,6 @@ class Agent:
                 log("lease-ignored", key=key, reason="unparsable")
         return leases, resp.header.revision
 
-    def _candidates(self, config: dict, leases: dict[str, Lease]) -> list[IPv4Network]:
-        """Up to 100 free subnets from SubnetMin to SubnetMax, as flannel picks them."""
-        network = IPv4Network(config["Network"])
-        plen = int(config.get("SubnetLen", 24))
-        size = 1 << (32 - plen)
-        lo = int(IPv4Address(config.get("SubnetMin", str(network.network_address + size))))
-        hi = int(IPv4Address(config.get("SubnetMax", str(network.broadcast_address + 1 - size))))
-        taken = {lease.subnet for lease in leases.values()}
-        free = []
-        for start in range(lo, hi + 1, size):
-            net = IPv4Network(f"{IPv4Address(start)}/{plen}")
-            if net not in taken:
-                free.append(net)
-                if len(free) == 100:
-                    break
-        return free
-
     def acquire_lease(self, config: dict) -> Lease:
         self.network = IPv4Network(config["Network"])
         while True:
@@ -205,7 +205,7 @@ class Agent:
             elif mine:
                 subnet, how = mine[0][1].subnet, "reused"
             else:
-                free = self._candidates(config, leases)
+                free = free_subnets(config, {v.subnet for v in leases.values()})
                 if not free:
                     raise RuntimeError("no free subnet left in the flannel network")
                 subnet, how = random.choice(free), "allocated"

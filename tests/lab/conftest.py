@@ -1,0 +1,52 @@
+"""Lab fixtures: each builds a real lab and always tears it down (finalizer), also on failure."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labnet import lab, state
+from tests.conftest import REFERENCE
+
+pytestmark = pytest.mark.lab
+
+
+def fresh_lab(topology: Path | str) -> Iterator[lab.UpResult]:
+    """Up a lab from scratch (a leftover of an earlier run is removed first), down afterwards."""
+    name = lab.resolve_lab(str(topology))
+    if state.lab_dir(name).exists():
+        lab.down(name)
+    result = lab.up(str(topology))
+    try:
+        yield result
+    finally:
+        lab.down(result.lab)
+
+
+def sh(lab_name: str, name: str, *argv: str, check: bool = True) -> str:
+    """Run argv in a lab's node or pod, as a learner would with `ip netns exec`."""
+    place = lab.find(name, lab_name)
+    proc = subprocess.run(lab.exec_argv(place, list(argv)), capture_output=True, text=True,
+                          timeout=60)
+    if check:
+        assert proc.returncode == 0, f"{argv} in {name}: {proc.stdout}{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def reference_lab(root_required) -> Iterator[lab.UpResult]:
+    yield from fresh_lab(REFERENCE)
+
+
+def variant(tmp_path_factory, name: str, replacements: dict[str, str]) -> Path:
+    """The reference topology with a few lines changed, under another lab name."""
+    text = REFERENCE.read_text().replace("name: flannel-vxlan", f"name: {name}")
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path_factory.mktemp(name) / f"{name}.yaml"
+    path.write_text(text)
+    return path

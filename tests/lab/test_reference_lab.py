@@ -1,0 +1,131 @@
+"""The reference lab reproduces every `state:` line of the article's flow, sections a) to e)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from labnet import etcd_server, lab, netns, state
+from tests.conftest import REFERENCE, run_inv
+from tests.lab.conftest import sh
+
+pytestmark = pytest.mark.lab
+LAB = "flannel-vxlan"
+MINION_IP = "10.46.181.146"
+POD3 = "172.16.57.15"
+
+
+def mac_of(node: str) -> str:
+    out = sh(LAB, node, "ip", "-o", "link", "show", "flannel.1")
+    return re.search(r"link/ether ([0-9a-f:]{17})", out).group(1)
+
+
+def test_a_pod1_routes(reference_lab):
+    lines = [line.strip() for line in sh(LAB, "pod1", "ip", "route").splitlines()]
+    assert lines == ["default via 172.16.99.1 dev eth0",
+                     "172.16.99.0/24 dev eth0 proto kernel scope link src 172.16.99.8"]
+
+
+def test_b_master_routes_and_forwarding(reference_lab):
+    routes = [line.strip() for line in sh(LAB, "master", "ip", "route").splitlines()]
+    assert "172.16.0.0/16 dev flannel.1 proto kernel scope link src 172.16.99.0" in routes
+    assert "172.16.99.0/24 dev docker0 proto kernel scope link src 172.16.99.1" in routes
+    assert sh(LAB, "master", "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
+
+
+def test_c_app_solicit_and_minion_device(reference_lab):
+    assert sh(LAB, "master", "cat", "/proc/sys/net/ipv4/neigh/flannel.1/app_solicit").strip() == "3"
+    dev = sh(LAB, "minion", "ip", "-d", "link", "show", "flannel.1")
+    assert " mtu 1450 " in dev
+    assert f"vxlan id 1 local {MINION_IP} dev eth0 " in dev
+    assert "dstport 8472" in dev
+    assert re.search(r"\bnolearning\b.*\bageing 300\b", dev)
+    assert f"link/ether {mac_of('minion')} " in dev
+
+
+def test_c_etcd_lease_key_and_json(reference_lab):
+    st = state.load(LAB)
+    etcd = next(p for p in st.processes if p.kind == "etcd")
+    endpoint = etcd.argv[etcd.argv.index("--listen-client-urls") + 1]
+    out = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get",
+             "/coreos.com/network/subnets/172.16.57.0-24")
+    key, value = out.strip().splitlines()
+    assert key == "/coreos.com/network/subnets/172.16.57.0-24"
+    assert value == ('{"PublicIP":"%s","BackendType":"vxlan","BackendData":{"VtepMAC":"%s"}}'
+                     % (MINION_IP, mac_of("minion")))
+    config = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get",
+                "--print-value-only", "/coreos.com/network/config")
+    assert json.loads(config)["Backend"] == {"Type": "vxlan", "VNI": 1, "Port": 8472}
+    # the lease carries flannel's 24 h TTL
+    lease = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get",
+               "/coreos.com/network/subnets/172.16.57.0-24", "-w", "json")
+    lease_id = json.loads(lease)["kvs"][0]["lease"]
+    ttl = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "lease",
+             "timetolive", format(lease_id, "x"), "-w", "json")
+    assert json.loads(ttl)["granted-ttl"] == 86400
+
+
+def test_subnet_env_as_flannel_writes_it(reference_lab):
+    env = (state.node_dir(LAB, "minion") / "subnet.env").read_text()
+    assert env == ("FLANNEL_NETWORK=172.16.0.0/16\nFLANNEL_SUBNET=172.16.57.1/24\n"
+                   "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n")
+
+
+def test_d_ping_across_nodes_then_neighbour_and_fdb(reference_lab):
+    out = sh(LAB, "pod1", "ping", "-c", "3", "-i", "0.2", "-W", "2", POD3)
+    assert " 0% packet loss" in out, out
+    minion_mac = mac_of("minion")
+    neigh = sh(LAB, "master", "ip", "neigh", "show", "dev", "flannel.1")
+    assert re.search(rf"^{re.escape(POD3)} lladdr {minion_mac} REACHABLE", neigh, re.M), neigh
+    full = sh(LAB, "master", "ip", "neigh")
+    assert f"{POD3} dev flannel.1 lladdr {minion_mac} REACHABLE" in full
+    fdb = sh(LAB, "master", "bridge", "fdb", "show", "dev", "flannel.1")
+    assert f"{minion_mac} dst {MINION_IP} self permanent" in fdb
+    # the agent logged the miss, the etcd lookup and the entry it wrote, with timestamps
+    log = (state.node_dir(LAB, "master") / "flanneld.log").read_text()
+    for event in ("l3-miss          dst=172.16.57.15", "etcd-lookup      dst=172.16.57.15",
+                  f"neigh-written    entry={POD3} dev flannel.1 lladdr {minion_mac} REACHABLE",
+                  f"fdb-written      entry={minion_mac} dst {MINION_IP} self permanent"):
+        assert re.search(r"^\d\d:\d\d:\d\d\.\d{3} " + re.escape(event), log, re.M), event
+
+
+def test_e_return_path_pod3_to_pod1(reference_lab):
+    out = sh(LAB, "pod3", "ping", "-c", "2", "-i", "0.2", "-W", "2", "172.16.99.8")
+    assert " 0% packet loss" in out
+
+
+def test_up_twice_changes_nothing(reference_lab):
+    st = state.load(LAB)
+    inodes = {ns: netns.inode(ns) for ns in st.namespaces}
+    pids = [p.pid for p in st.processes]
+    proc = run_inv("up", str(REFERENCE))
+    assert proc.returncode == 0, proc.stderr
+    assert "already up; nothing changed" in proc.stdout
+    again = state.load(LAB)
+    assert {ns: netns.inode(ns) for ns in again.namespaces} == inodes
+    assert [p.pid for p in again.processes] == pids
+
+
+def test_cli_exec_logs_status(reference_lab):
+    proc = run_inv("exec", "pod1", "--", "ip", "-o", "addr", "show", "dev", "eth0")
+    assert proc.returncode == 0 and "172.16.99.8/24" in proc.stdout
+    # argument vectors reach the command untouched (no shell in between)
+    proc = run_inv("exec", "master", "--", "echo", "a  b;", "$(id)")
+    assert proc.stdout == "a  b; $(id)\n"
+    status = run_inv("status", LAB, env={"COLUMNS": "200", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert status.returncode == 0, status.stderr
+    assert "/coreos.com/network/subnets/172.16.57.0-24" in status.stdout
+    assert "running" in status.stdout and "DEAD" not in status.stdout
+    logs = run_inv("logs", "master")
+    assert logs.returncode == 0 and "lease-acquired" in logs.stdout
+
+
+def test_status_reports_leases_and_processes(reference_lab):
+    s = lab.status(LAB)
+    assert all(s.alive.values()) and all(s.namespaces_present.values())
+    keys = set(s.leases)
+    assert keys == {"/coreos.com/network/subnets/172.16.99.0-24",
+                    "/coreos.com/network/subnets/172.16.57.0-24"}
+    assert all(80000 < lease["ttl"] <= 86400 for lease in s.leases.values())

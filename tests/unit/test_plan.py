@@ -1,0 +1,71 @@
+"""The plan is pure data: names, addresses and routes per namespace, computed without root."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from labnet import model, plan
+from tests.conftest import REFERENCE
+
+
+def test_reference_plan_namespaces_are_prefixed_by_the_lab():
+    p = plan.plan(model.load(REFERENCE))
+    names = [ns.name for ns in p.namespaces]
+    assert names == ["flannel-vxlan-underlay", "flannel-vxlan-etcd", "flannel-vxlan-master",
+                     "flannel-vxlan-minion", "flannel-vxlan-pod1", "flannel-vxlan-pod3"]
+
+
+def test_every_object_lives_in_a_lab_namespace():
+    p = plan.plan(model.load(REFERENCE))
+    lab_ns = {ns.name for ns in p.namespaces}
+    steps = [p.base] + [n.steps for n in p.nodes.values() if n]
+    for s in steps:
+        for obj in [*s.bridges, *s.addresses, *s.routes, *s.sysctls]:
+            assert obj.netns in lab_ns
+        for v in s.veths:
+            assert {v.netns, v.peer_netns} <= lab_ns
+            assert len(v.ifname) <= 15 and len(v.peer_ifname) <= 15
+
+
+def test_docker_bip_and_pod_routes_as_in_the_article():
+    p = plan.plan(model.load(REFERENCE))
+    master = p.nodes["master"]
+    assert master.subnet == "172.16.99.0/24"
+    addrs = {(a.netns, a.ifname): a.cidr for a in master.steps.addresses}
+    assert addrs[("flannel-vxlan-master", "docker0")] == "172.16.99.1/24"
+    assert addrs[("flannel-vxlan-pod1", "eth0")] == "172.16.99.8/24"
+    (route,) = master.steps.routes
+    assert (route.netns, route.dst, route.gateway, route.ifname) == (
+        "flannel-vxlan-pod1", "default", "172.16.99.1", "eth0")
+    assert [b.mtu for b in master.steps.bridges] == [1450]
+    assert all(v.mtu == 1450 and v.master == "docker0" for v in master.steps.veths)
+
+
+def test_nodes_forward_and_etcd_sits_on_the_underlay():
+    p = plan.plan(model.load(REFERENCE))
+    forwarding = {s.netns for s in p.base.sysctls if s.key == "net/ipv4/ip_forward"}
+    assert forwarding == {"flannel-vxlan-master", "flannel-vxlan-minion"}
+    ul = {(a.netns, a.cidr) for a in p.base.addresses}
+    assert ("flannel-vxlan-etcd", "10.46.181.10/24") in ul
+    assert ("flannel-vxlan-minion", "10.46.181.146/24") in ul
+    etcd = next(d for d in p.daemons if d.kind == "etcd")
+    assert etcd.setting("listen") == "http://10.46.181.10:2379"
+
+
+def test_unpinned_nodes_are_planned_from_the_lease(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: free\nnodes: [{name: a}]\npods: [{name: p1, node: a}, {name: p2, node: a}]\n")
+    topo = model.load(path)
+    p = plan.plan(topo)
+    assert p.nodes == {"a": None}
+    leased = plan.plan_node_pods(topo, topo.node("a"), IPv4Network("172.16.42.0/24"), 1450)
+    assert leased.pods == {"p1": "172.16.42.2", "p2": "172.16.42.3"}  # docker's IPAM order
+
+
+def test_long_names_give_short_interface_names(tmp_path):
+    path = tmp_path / "lab.yaml"
+    long = "a-node-with-a-very-long-name-01"
+    path.write_text(f"name: lng\nnodes: [{{name: {long}}}]\n")
+    p = plan.plan(model.load(path))
+    assert all(len(v.ifname) <= 15 for v in p.base.veths)
+    assert len({v.ifname for v in p.base.veths}) == len(p.base.veths)
