@@ -25,11 +25,16 @@ def up(c, topology):
     if result.already_up:
         render.console.print(f"lab [bold]{result.lab}[/bold] is already up; nothing changed")
     else:
-        render.console.print(f"lab [bold]{result.lab}[/bold] is up in {result.seconds:.2f} s; "
-                             f"try: ./scripts/inv status {result.lab}")
+        render.console.print(
+            f"lab [bold]{result.lab}[/bold] is up in {result.seconds:.2f} s; "
+            f"try: ./scripts/inv status {result.lab}"
+        )
 
 
-@task(positional=["target"], help={"target": "lab name or topology file", "all": "take down every lab that is up"})
+@task(
+    positional=["target"],
+    help={"target": "lab name or topology file", "all": "take down every lab that is up"},
+)
 @cli.friendly
 def down(c, target=None, all=False):
     """Remove everything a lab created (processes, namespaces, files), and nothing else."""
@@ -40,8 +45,10 @@ def down(c, target=None, all=False):
         raise InputError("give a lab (or topology file), or --all", "usage: inv down LAB | --all")
     reports = lab.down_all() if all else [lab.down(target)]
     for r in reports:
-        render.console.print(f"lab [bold]{r.lab}[/bold] is down: {len(r.processes)} processes "
-                             f"stopped, {len(r.namespaces)} namespaces removed")
+        render.console.print(
+            f"lab [bold]{r.lab}[/bold] is down: {len(r.processes)} processes "
+            f"stopped, {len(r.namespaces)} namespaces removed"
+        )
         if r.skipped:
             render.console.print(f"  left alone (not this lab's): {', '.join(r.skipped)}")
     if all and not reports:
@@ -106,8 +113,10 @@ def validate(c, topology):
     from labnet import model, render
 
     topo = model.load(topology)
-    render.console.print(f"{topology}: valid ({len(topo.nodes)} nodes, {len(topo.pods)} pods, "
-                         f"flannel {topo.flannel.network} {topo.flannel.mode} mode)")
+    render.console.print(
+        f"{topology}: valid ({len(topo.nodes)} nodes, {len(topo.pods)} pods, "
+        f"flannel {topo.flannel.network} {topo.flannel.mode} mode)"
+    )
 
 
 @task(help={"name": "node name (its flannel agent) or etcd", "lab": "lab name, when several"})
@@ -120,8 +129,10 @@ def logs(c, name, lab=""):
     place = labs.find(name, lab or None)
     path = labs.log_path(place)
     render.console.print(f"[dim]{path}[/dim]")
-    render.output(path.read_text() if path.exists() else "(empty)",
-                  ("l3-miss", "neigh-written", "fdb-written", "fatal"))
+    render.output(
+        path.read_text() if path.exists() else "(empty)",
+        ("l3-miss", "neigh-written", "fdb-written", "fatal"),
+    )
 
 
 @task
@@ -138,7 +149,9 @@ def demo(c):
         reference.tour(result.lab)
     finally:
         report = lab.down(result.lab)
-        render.console.print(f"lab {report.lab} is down ({len(report.namespaces)} namespaces removed)")
+        render.console.print(
+            f"lab {report.lab} is down ({len(report.namespaces)} namespaces removed)"
+        )
 
 
 @task(help={"k": "only tests matching this pytest expression", "unit": "unit tests only (no root)"})

@@ -41,8 +41,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # noqa: BLE001 - never a traceback unless asked for
             if debug():
                 raise
-            render.error(f"internal error: {type(exc).__name__}: {exc}",
-                         "rerun with LABNET_DEBUG=1 for the traceback, and please report it")
+            render.error(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "rerun with LABNET_DEBUG=1 for the traceback, and please report it",
+            )
             raise Exit(code=1) from None
 
     return wrapper
@@ -51,7 +53,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def argv_after_dashes(remainder: str) -> list[str]:
     """The command after `--` as the user typed it (argv, not a re-split string)."""
     if "--" in sys.argv:
-        return sys.argv[sys.argv.index("--") + 1:]
+        return sys.argv[sys.argv.index("--") + 1 :]
     return shlex.split(remainder)
 
 

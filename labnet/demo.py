@@ -12,14 +12,18 @@ from .model import FLANNEL_PREFIX
 REFERENCE = "topologies/flannel-vxlan.yaml"
 
 
-def run_in(place: lab.Place, argv: list[str], env: dict[str, str] | None = None,
-           check: bool = True) -> str:
+def run_in(
+    place: lab.Place, argv: list[str], env: dict[str, str] | None = None, check: bool = True
+) -> str:
     """Run an argv inside a lab namespace and return its output."""
-    proc = subprocess.run(lab.exec_argv(place, argv), capture_output=True, text=True, env=env,
-                          timeout=30)
+    proc = subprocess.run(
+        lab.exec_argv(place, argv), capture_output=True, text=True, env=env, timeout=30
+    )
     if check and proc.returncode != 0:
-        raise LabFailure(f"`{' '.join(argv)}` in {place.name} failed: "
-                         f"{(proc.stderr or proc.stdout).strip()[:300]}")
+        raise LabFailure(
+            f"`{' '.join(argv)}` in {place.name} failed: "
+            f"{(proc.stderr or proc.stdout).strip()[:300]}"
+        )
     return proc.stdout + proc.stderr
 
 
@@ -37,7 +41,7 @@ def etcdctl(place: lab.Place, endpoint: str, *args: str) -> list[str]:
 def tour(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
     """The article's a) to e), on the live lab."""
     st = lab.load_state(lab_name)
-    pod1, pod3 = lab.find("pod1", lab_name), lab.find("pod3", lab_name)
+    pod1 = lab.find("pod1", lab_name)
     master, minion = lab.find("master", lab_name), lab.find("minion", lab_name)
     etcd = lab.find("etcd", lab_name)
     pod3_ip = st.nodes["minion"]["pods"]["pod3"]
@@ -56,12 +60,20 @@ def tour(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
     show(pod1, ["ping", "-c", "3", "-i", "0.2", pod3_ip], (" 0% packet loss",))
     step("c) the agent answered the miss from etcd: master's neighbours")
     show(master, ["ip", "neigh", "show", "dev", "flannel.1"], (pod3_ip.replace(".", r"\."),))
-    show(etcd, etcdctl(etcd, endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/"),
-         (minion_ip.replace(".", r"\."),))
+    show(
+        etcd,
+        etcdctl(etcd, endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/"),
+        (minion_ip.replace(".", r"\."),),
+    )
     step("d) encapsulation: the FDB gives the outer destination")
     show(master, ["bridge", "fdb", "show", "dev", "flannel.1"], ("self permanent",))
     step("the agent's own account of it (inv logs master)")
     log = lab.log_path(master).read_text().splitlines()
-    render.output("\n".join(line for line in log if any(
-        w in line for w in ("l3-miss", "etcd-lookup", "neigh-written", "fdb-written"))),
-        ("neigh-written",))
+    render.output(
+        "\n".join(
+            line
+            for line in log
+            if any(w in line for w in ("l3-miss", "etcd-lookup", "neigh-written", "fdb-written"))
+        ),
+        ("neigh-written",),
+    )

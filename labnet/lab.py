@@ -38,8 +38,11 @@ def resolve_lab(target: str) -> str:
 
 
 def is_healthy(st: state.LabState) -> bool:
-    return (st.status == "up" and all(netns.exists(ns) for ns in st.namespaces)
-            and all(processes.alive(p) for p in st.processes))
+    return (
+        st.status == "up"
+        and all(netns.exists(ns) for ns in st.namespaces)
+        and all(processes.alive(p) for p in st.processes)
+    )
 
 
 # ---------------------------------------------------------------- up
@@ -80,8 +83,10 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
             except FileExistsError:
                 st.namespaces.remove(ns.name)
                 state.save(st)
-                raise LabFailure(f"namespace {ns.name} already exists and is not this lab's",
-                                 "another tool or lab uses that name; rename the lab") from None
+                raise LabFailure(
+                    f"namespace {ns.name} already exists and is not this lab's",
+                    "another tool or lab uses that name; rename the lab",
+                ) from None
         progress("underlay segment")
         apply(kernel, lab_plan.base)
         progress("etcd")
@@ -121,15 +126,29 @@ def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) ->
     from .agent import flannel  # imports etcd3 and gRPC here, once, shared by forked agents
 
     for d in (d for d in lab_plan.daemons if d.kind == "flannel"):
-        node = d.netns[len(topo.name) + 1:]
+        node = d.netns[len(topo.name) + 1 :]
         ndir = state.node_dir(topo.name, node)
         ndir.mkdir(parents=True, exist_ok=True)
         host, port = d.setting("etcd").removeprefix("http://").split(":")
         pinned = d.setting("subnet")
-        cfg = flannel.AgentConfig(node, host, int(port), d.setting("iface"), d.setting("public_ip"),
-                                  None if pinned == "lease" else pinned, d.setting("mode"), str(ndir))
-        rec = processes.fork_into(d.name, "flannel", d.netns, ndir / "flanneld.log",
-                                  lambda cfg=cfg: flannel.main(cfg), ["labnet.agent", node])
+        cfg = flannel.AgentConfig(
+            node,
+            host,
+            int(port),
+            d.setting("iface"),
+            d.setting("public_ip"),
+            None if pinned == "lease" else pinned,
+            d.setting("mode"),
+            str(ndir),
+        )
+        rec = processes.fork_into(
+            d.name,
+            "flannel",
+            d.netns,
+            ndir / "flanneld.log",
+            lambda cfg=cfg: flannel.main(cfg),
+            ["labnet.agent", node],
+        )
         st.processes.append(rec)
         state.save(st)
 
@@ -160,29 +179,43 @@ def _wait_subnet_env(topo: Topology, st: state.LabState) -> dict[str, dict[str, 
             if node.name not in envs and (ndir / "subnet.env").exists():
                 envs[node.name] = read_subnet_env(ndir / "subnet.env")
             elif node.name not in envs and not processes.alive(agents[f"flanneld-{node.name}"]):
-                raise LabFailure(f"flannel agent of {node.name} exited: "
-                                 f"{_log_tail(ndir / 'flanneld.log')}")
+                raise LabFailure(
+                    f"flannel agent of {node.name} exited: {_log_tail(ndir / 'flanneld.log')}"
+                )
         if time.monotonic() > deadline:
             late = [n.name for n in topo.nodes if n.name not in envs]
-            raise LabFailure(f"no lease after {WAIT_AGENTS:.0f} s for: {', '.join(late)}",
-                             "see the agent's log: inv logs NODE")
+            raise LabFailure(
+                f"no lease after {WAIT_AGENTS:.0f} s for: {', '.join(late)}",
+                "see the agent's log: inv logs NODE",
+            )
         time.sleep(0.005)
     return envs
 
 
-def _docker_and_pods(kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, node: model.Node,
-                     env: dict[str, str], st: state.LabState) -> None:
+def _docker_and_pods(
+    kernel: Kernel,
+    topo: Topology,
+    lab_plan: plan.LabPlan,
+    node: model.Node,
+    env: dict[str, str],
+    st: state.LabState,
+) -> None:
     """What docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU."""
     subnet = IPv4Network(env["FLANNEL_SUBNET"], strict=False)
     node_pods = plan.plan_node_pods(topo, node, subnet, int(env["FLANNEL_MTU"]))
     planned = lab_plan.nodes[node.name]
     if planned is not None and planned.subnet != node_pods.subnet:
-        raise LabFailure(f"{node.name}: flannel leased {node_pods.subnet}, the topology pins "
-                         f"{planned.subnet}")
+        raise LabFailure(
+            f"{node.name}: flannel leased {node_pods.subnet}, the topology pins {planned.subnet}"
+        )
     apply(kernel, node_pods.steps)
-    st.nodes[node.name] = {"netns": plan.netns_name(topo.name, node.name), "subnet": node_pods.subnet,
-                           "public_ip": str(node.address), "pods": node_pods.pods,
-                           "mtu": int(env["FLANNEL_MTU"])}
+    st.nodes[node.name] = {
+        "netns": plan.netns_name(topo.name, node.name),
+        "subnet": node_pods.subnet,
+        "public_ip": str(node.address),
+        "pods": node_pods.pods,
+        "mtu": int(env["FLANNEL_MTU"]),
+    }
     state.save(st)
 
 
@@ -196,13 +229,18 @@ def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:
         for node in list(pending):
             ns = plan.netns_name(topo.name, node)
             idx = kernel.index(ns, device)
-            fdb = [e for e in kernel.ipr(ns).fdb("dump", ifindex=idx)
-                   if e.get("NDA_DST") and e.get("ifindex") == idx]
+            fdb = [
+                e
+                for e in kernel.ipr(ns).fdb("dump", ifindex=idx)
+                if e.get("NDA_DST") and e.get("ifindex") == idx
+            ]
             if len(fdb) >= want:
                 pending.remove(node)
         if pending and time.monotonic() > deadline:
-            raise LabFailure(f"FDB entries missing after {WAIT_AGENTS:.0f} s on: {', '.join(pending)}",
-                             "see the agent's log: inv logs NODE")
+            raise LabFailure(
+                f"FDB entries missing after {WAIT_AGENTS:.0f} s on: {', '.join(pending)}",
+                "see the agent's log: inv logs NODE",
+            )
         if pending:
             time.sleep(0.005)
 
@@ -238,9 +276,16 @@ class Place:
 def places(st: state.LabState) -> list[Place]:
     out = []
     for ns in st.namespaces:
-        name = ns[len(st.lab) + 1:]
-        role = ("node" if name in st.nodes else "etcd" if name == "etcd"
-                else "underlay" if name == "underlay" else "pod")
+        name = ns[len(st.lab) + 1 :]
+        role = (
+            "node"
+            if name in st.nodes
+            else "etcd"
+            if name == "etcd"
+            else "underlay"
+            if name == "underlay"
+            else "pod"
+        )
         out.append(Place(st.lab, name, ns, role))
     return out
 
@@ -249,14 +294,19 @@ def find(name: str, lab: str | None = None) -> Place:
     """A node, pod, etcd or underlay by name; --lab picks among several labs."""
     labs = [lab] if lab else state.labs()
     if not labs:
-        raise InputError("no lab is up", "start one: ./scripts/inv up topologies/flannel-vxlan.yaml")
+        raise InputError(
+            "no lab is up", "start one: ./scripts/inv up topologies/flannel-vxlan.yaml"
+        )
     hits = [p for lab_name in labs for p in places(load_state(lab_name)) if p.name == name]
     if not hits:
-        raise InputError(f"no node or pod named {name!r} in {', '.join(labs)}",
-                         "see the names with: inv status")
+        raise InputError(
+            f"no node or pod named {name!r} in {', '.join(labs)}", "see the names with: inv status"
+        )
     if len(hits) > 1:
-        raise InputError(f"{name!r} exists in several labs: {', '.join(h.lab for h in hits)}",
-                         "pick one with --lab LAB")
+        raise InputError(
+            f"{name!r} exists in several labs: {', '.join(h.lab for h in hits)}",
+            "pick one with --lab LAB",
+        )
     return hits[0]
 
 
@@ -294,7 +344,10 @@ def status(lab: str) -> Status:
         gw = etcd_server.Gateway(etcd_rec.netns, host)
         try:
             for key, kv in gw.get_prefix(f"{FLANNEL_PREFIX}/subnets/").items():
-                leases[key] = {"value": kv["value"], "ttl": gw.ttl(kv["lease"]) if kv["lease"] else None}
+                leases[key] = {
+                    "value": kv["value"],
+                    "ttl": gw.ttl(kv["lease"]) if kv["lease"] else None,
+                }
         except (OSError, LabFailure):
             pass
         finally:
@@ -311,6 +364,9 @@ def addresses(st: state.LabState) -> dict[str, list[str]]:
                 continue
             ipr = kernel.ipr(ns)
             names = {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
-            out[ns] = [f"{names.get(a['index'])} {a.get('IFA_ADDRESS')}/{a['prefixlen']}"
-                       for a in ipr.get_addr(family=2) if names.get(a["index"]) != "lo"]
+            out[ns] = [
+                f"{names.get(a['index'])} {a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+                for a in ipr.get_addr(family=2)
+                if names.get(a["index"]) != "lo"
+            ]
     return out

@@ -149,8 +149,9 @@ def read_yaml(path: str | Path) -> tuple[Any, _Locator]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{file}: no such topology file",
-                         "give a path such as topologies/flannel-vxlan.yaml") from None
+        raise InputError(
+            f"{file}: no such topology file", "give a path such as topologies/flannel-vxlan.yaml"
+        ) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise InputError(f"{file}: cannot read topology: {exc}") from None
     try:
@@ -160,10 +161,17 @@ def read_yaml(path: str | Path) -> tuple[Any, _Locator]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TopologyError(file, line, "", f"invalid YAML: {problem}",
-                            "check indentation and quoting near that line") from None
+        raise TopologyError(
+            file,
+            line,
+            "",
+            f"invalid YAML: {problem}",
+            "check indentation and quoting near that line",
+        ) from None
     if root is None or data is None:
-        raise TopologyError(file, 1, "", "empty topology", "start from topologies/flannel-vxlan.yaml")
+        raise TopologyError(
+            file, 1, "", "empty topology", "start from topologies/flannel-vxlan.yaml"
+        )
     return data, _Locator(file, _line_map(root))
 
 
@@ -193,7 +201,9 @@ def _check_schema(data: Any, loc: _Locator) -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema(), format_checker=_format_checker())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (loc.line(tuple(e.absolute_path)) or 0))
+    errors = sorted(
+        validator.iter_errors(data), key=lambda e: loc.line(tuple(e.absolute_path)) or 0
+    )
     if not errors:
         return
     err = errors[0]
@@ -202,16 +212,18 @@ def _check_schema(data: Any, loc: _Locator) -> None:
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         hint = f"allowed keys here: {', '.join(allowed)}"
-        extra = [k for k in err.instance if k not in allowed] if isinstance(err.instance, dict) else []
+        extra = (
+            [k for k in err.instance if k not in allowed] if isinstance(err.instance, dict) else []
+        )
         if extra:
             path = path + (extra[0],)
             raise loc.error(path, f"unknown key {extra[0]!r}", hint)
     elif err.validator == "pattern":
         hint = "names are lower-case letters, digits and '-', starting with a letter or digit"
-    elif err.validator == "maxLength" and "ifname" in str(err.schema_path) or err.validator == "maxLength":
+    elif err.validator == "maxLength":
         hint = "Linux interface names have at most 15 characters"
     elif err.validator == "format":
-        hint = "write an IPv4 address like 10.46.181.146 or a network like 172.16.0.0/16 (host bits zero)"
+        hint = "write an address like 10.46.181.146, a network like 172.16.0.0/16 (host bits 0)"
     raise loc.error(path, err.message, hint)
 
 
@@ -230,8 +242,10 @@ def _build_flannel(raw: dict, loc: _Locator) -> Flannel:
     network = IPv4Network(raw.get("network", "172.16.0.0/16"))
     subnet_len = raw.get("subnet_len", 24)
     if subnet_len <= network.prefixlen:
-        raise loc.error(("flannel", "subnet_len"),
-                        f"subnet_len {subnet_len} must be longer than the network's /{network.prefixlen}")
+        raise loc.error(
+            ("flannel", "subnet_len"),
+            f"subnet_len {subnet_len} must be longer than the network's /{network.prefixlen}",
+        )
     lo, hi = _subnet_bounds(network, subnet_len)
     smin = IPv4Address(raw["subnet_min"]) if "subnet_min" in raw else lo
     smax = IPv4Address(raw["subnet_max"]) if "subnet_max" in raw else hi
@@ -241,8 +255,16 @@ def _build_flannel(raw: dict, loc: _Locator) -> Flannel:
     if smin > smax:
         raise loc.error(("flannel", "subnet_min"), f"subnet_min {smin} is above subnet_max {smax}")
     backend = raw.get("backend", {})
-    return Flannel(network, subnet_len, smin, smax, backend.get("vni", 1),
-                   backend.get("port", 8472), backend.get("mode", "miss"), raw.get("ipmasq", False))
+    return Flannel(
+        network,
+        subnet_len,
+        smin,
+        smax,
+        backend.get("vni", 1),
+        backend.get("port", 8472),
+        backend.get("mode", "miss"),
+        raw.get("ipmasq", False),
+    )
 
 
 def _check_unique_names(data: dict, loc: _Locator) -> None:
@@ -251,9 +273,16 @@ def _check_unique_names(data: dict, loc: _Locator) -> None:
         for i, item in enumerate(data.get(section, [])):
             name = item["name"]
             if name in seen:
-                what = "a reserved name" if seen[name] == () else f"already used at {_dotted(seen[name])}"
-                raise loc.error((section, i, "name"), f"duplicate name {name!r} ({what})",
-                                "node and pod names must be unique in a lab")
+                what = (
+                    "a reserved name"
+                    if seen[name] == ()
+                    else f"already used at {_dotted(seen[name])}"
+                )
+                raise loc.error(
+                    (section, i, "name"),
+                    f"duplicate name {name!r} ({what})",
+                    "node and pod names must be unique in a lab",
+                )
             seen[name] = (section, i, "name")
 
 
@@ -264,8 +293,9 @@ def _host_in(net: IPv4Network, addr: IPv4Address, loc: _Locator, path: tuple, wh
         raise loc.error(path, f"{addr} is the network or broadcast address of {net}")
 
 
-def _build_nodes(data: dict, underlay: Underlay, flannel: Flannel, loc: _Locator,
-                 used: dict[IPv4Address, tuple]) -> tuple[Node, ...]:
+def _build_nodes(
+    data: dict, underlay: Underlay, flannel: Flannel, loc: _Locator, used: dict[IPv4Address, tuple]
+) -> tuple[Node, ...]:
     nodes, subnets = [], {}
     for i, raw in enumerate(data["nodes"]):
         path = ("nodes", i)
@@ -284,13 +314,16 @@ def _build_nodes(data: dict, underlay: Underlay, flannel: Flannel, loc: _Locator
             if not subnet.subnet_of(flannel.network):
                 raise loc.error(spath, f"{subnet} is outside the flannel network {flannel.network}")
             if subnet.prefixlen != flannel.subnet_len:
-                raise loc.error(spath, f"{subnet} is not a /{flannel.subnet_len} (flannel subnet_len)")
+                raise loc.error(
+                    spath, f"{subnet} is not a /{flannel.subnet_len} (flannel subnet_len)"
+                )
             for other, opath in subnets.items():
                 if subnet.overlaps(other):
                     raise loc.error(spath, f"{subnet} overlaps {other} of {_dotted(opath)}")
             subnets[subnet] = spath
-        nodes.append(Node(raw["name"], addr, subnet, raw.get("iface", "eth0"),
-                          raw.get("bridge", "docker0")))
+        nodes.append(
+            Node(raw["name"], addr, subnet, raw.get("iface", "eth0"), raw.get("bridge", "docker0"))
+        )
     return tuple(nodes)
 
 
@@ -301,15 +334,21 @@ def _build_pods(data: dict, nodes: tuple[Node, ...], loc: _Locator) -> tuple[Pod
         path = ("pods", i)
         node = by_name.get(raw["node"])
         if node is None:
-            raise loc.error(path + ("node",), f"no node named {raw['node']!r}",
-                            f"nodes are: {', '.join(by_name)}")
+            raise loc.error(
+                path + ("node",),
+                f"no node named {raw['node']!r}",
+                f"nodes are: {', '.join(by_name)}",
+            )
         addr = None
         if "address" in raw:
             addr = IPv4Address(raw["address"])
             apath = path + ("address",)
             if node.subnet is None:
-                raise loc.error(apath, f"pod address given but node {node.name!r} has no pinned subnet",
-                                "pin the node's subnet, or leave the pod address out")
+                raise loc.error(
+                    apath,
+                    f"pod address given but node {node.name!r} has no pinned subnet",
+                    "pin the node's subnet, or leave the pod address out",
+                )
             _host_in(node.subnet, addr, loc, apath, f"node {node.name}'s subnet")
             if int(addr) - int(node.subnet.network_address) < 2:
                 raise loc.error(apath, f"{addr} is taken by flannel.1 (.0) or {node.bridge} (.1)")
@@ -322,14 +361,20 @@ def _build_pods(data: dict, nodes: tuple[Node, ...], loc: _Locator) -> tuple[Pod
 
 def _build(data: dict, loc: _Locator) -> Topology:
     raw_ul = data.get("underlay", {})
-    underlay = Underlay(IPv4Network(raw_ul.get("subnet", "10.46.181.0/24")), raw_ul.get("mtu", 1500))
+    underlay = Underlay(
+        IPv4Network(raw_ul.get("subnet", "10.46.181.0/24")), raw_ul.get("mtu", 1500)
+    )
     flannel = _build_flannel(data.get("flannel", {}), loc)
     if underlay.subnet.overlaps(flannel.network):
-        raise loc.error(("underlay", "subnet"),
-                        f"{underlay.subnet} overlaps the flannel network {flannel.network}")
+        raise loc.error(
+            ("underlay", "subnet"),
+            f"{underlay.subnet} overlaps the flannel network {flannel.network}",
+        )
     _check_unique_names(data, loc)
     raw_etcd = data.get("etcd", {})
-    etcd_addr = IPv4Address(raw_etcd.get("address", str(underlay.subnet.network_address + ETCD_HOST)))
+    etcd_addr = IPv4Address(
+        raw_etcd.get("address", str(underlay.subnet.network_address + ETCD_HOST))
+    )
     _host_in(underlay.subnet, etcd_addr, loc, ("etcd", "address"), "the underlay subnet")
     used = {etcd_addr: ("etcd", "address")}
     nodes = _build_nodes(data, underlay, flannel, loc, used)

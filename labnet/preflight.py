@@ -8,14 +8,22 @@ import shutil
 from .errors import EnvironmentProblem
 
 # command -> Debian/Ubuntu package
-TOOLS = {"ip": "iproute2", "bridge": "iproute2", "iptables": "iptables",
-         "tcpdump": "tcpdump", "ping": "iputils-ping", "conntrack": "conntrack"}
+TOOLS = {
+    "ip": "iproute2",
+    "bridge": "iproute2",
+    "iptables": "iptables",
+    "tcpdump": "tcpdump",
+    "ping": "iputils-ping",
+    "conntrack": "conntrack",
+}
 
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        raise EnvironmentProblem("labnet needs root to create network namespaces",
-                                 "run it through ./scripts/inv (it uses sudo) or as root")
+        raise EnvironmentProblem(
+            "labnet needs root to create network namespaces",
+            "run it through ./scripts/inv (it uses sudo) or as root",
+        )
 
 
 def require_tools(names: list[str] | None = None) -> None:
@@ -23,8 +31,10 @@ def require_tools(names: list[str] | None = None) -> None:
     missing = [t for t in (names or TOOLS) if shutil.which(t, path=path) is None]
     if missing:
         pkgs = " ".join(sorted({TOOLS.get(t, t) for t in missing}))
-        raise EnvironmentProblem(f"missing tool{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
-                                 f"apt-get install {pkgs}  (or run ./scripts/bootstrap)")
+        raise EnvironmentProblem(
+            f"missing tool{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+            f"apt-get install {pkgs}  (or run ./scripts/bootstrap)",
+        )
 
 
 def check() -> None:

@@ -1,4 +1,4 @@
-"""Processes a lab starts inside its namespaces, and stopping exactly those (by PID + start time)."""
+"""Processes a lab starts inside its namespaces; stopping exactly those (PID + start time)."""
 
 from __future__ import annotations
 
@@ -42,18 +42,26 @@ def alive(rec: ProcessRecord) -> bool:
     return is_ours(rec) and state_letter(rec.pid) not in (None, "Z", "X")
 
 
-def spawn(name: str, kind: str, ns: str, argv: list[str], log: Path,
-          env: dict[str, str] | None = None) -> ProcessRecord:
+def spawn(
+    name: str, kind: str, ns: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> ProcessRecord:
     """Start an external program inside namespace `ns` (ip netns exec execs it: same PID)."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True, env=env, close_fds=True)
+            ["ip", "netns", "exec", ns, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
     return ProcessRecord(name, kind, ns, proc.pid, starttime(proc.pid) or 0, argv)
 
 
-def fork_into(name: str, kind: str, ns: str, log: Path, main: Callable[[], int],
-              argv: list[str]) -> ProcessRecord:
+def fork_into(
+    name: str, kind: str, ns: str, log: Path, main: Callable[[], int], argv: list[str]
+) -> ProcessRecord:
     """Fork a child that enters `ns` in its main thread and runs `main`.
 
     The child shares the parent's already imported modules (etcd3, pyroute2), so an agent

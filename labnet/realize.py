@@ -59,7 +59,7 @@ def owner_of(kernel: Kernel, ns: str) -> str | None:
         alias = kernel.ipr(ns).get_links(kernel.index(ns, "lo"))[0].get("IFLA_IFALIAS")
     except (OSError, LookupError):
         return None
-    return alias[len(OWNER_MARK):] if alias and alias.startswith(OWNER_MARK) else None
+    return alias[len(OWNER_MARK) :] if alias and alias.startswith(OWNER_MARK) else None
 
 
 def apply_sysctls(steps: Steps) -> None:
@@ -77,21 +77,29 @@ def apply(kernel: Kernel, steps: Steps) -> None:
         ipr.link("set", index=kernel.index(br.netns, br.ifname), state="up")
     for v in steps.veths:
         ipr = kernel.ipr(v.netns)
-        ipr.link("add", ifname=v.ifname, kind="veth", mtu=v.mtu,
-                 peer={"ifname": v.peer_ifname, "net_ns_fd": v.peer_netns, "mtu": v.mtu})
+        ipr.link(
+            "add",
+            ifname=v.ifname,
+            kind="veth",
+            mtu=v.mtu,
+            peer={"ifname": v.peer_ifname, "net_ns_fd": v.peer_netns, "mtu": v.mtu},
+        )
         idx = kernel.index(v.netns, v.ifname)
         if v.master:
             ipr.link("set", index=idx, master=kernel.index(v.netns, v.master))
         ipr.link("set", index=idx, state="up")
         if v.hairpin:
             ipr.brport("set", index=idx, hairpin_mode=1)
-        kernel.ipr(v.peer_netns).link("set", index=kernel.index(v.peer_netns, v.peer_ifname),
-                                      state="up")
+        kernel.ipr(v.peer_netns).link(
+            "set", index=kernel.index(v.peer_netns, v.peer_ifname), state="up"
+        )
     for a in steps.addresses:
         addr, plen = a.cidr.split("/")
-        kernel.ipr(a.netns).addr("add", index=kernel.index(a.netns, a.ifname), address=addr,
-                                 prefixlen=int(plen))
+        kernel.ipr(a.netns).addr(
+            "add", index=kernel.index(a.netns, a.ifname), address=addr, prefixlen=int(plen)
+        )
     for r in steps.routes:
         dst = {} if r.dst == "default" else {"dst": r.dst}
-        kernel.ipr(r.netns).route("add", gateway=r.gateway, oif=kernel.index(r.netns, r.ifname),
-                                  proto=PROTO_BOOT, **dst)
+        kernel.ipr(r.netns).route(
+            "add", gateway=r.gateway, oif=kernel.index(r.netns, r.ifname), proto=PROTO_BOOT, **dst
+        )

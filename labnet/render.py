@@ -20,9 +20,9 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def error(message: str, hint: str | None) -> None:
-    err_console.print(Text("labnet: error: ", style="bold red") + Text(message))
+    err_console.print(Text("labnet: error: ", style="bold red") + Text(message), soft_wrap=True)
     if hint:
-        err_console.print(Text("  hint: ", style="yellow") + Text(hint))
+        err_console.print(Text("  hint: ", style="yellow") + Text(hint), soft_wrap=True)
 
 
 # ---------------------------------------------------------------- plan
@@ -42,7 +42,9 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
             for v in s.veths:
                 if v.netns == ns.name:
                     master = f" master {v.master}" if v.master else ""
-                    branch.add(f"veth {v.ifname}{master} mtu {v.mtu} <-> {v.peer_ifname}@{v.peer_netns}")
+                    branch.add(
+                        f"veth {v.ifname}{master} mtu {v.mtu} <-> {v.peer_ifname}@{v.peer_netns}"
+                    )
             for a in s.addresses:
                 if a.netns == ns.name:
                     branch.add(f"address {a.cidr} dev {a.ifname}")
@@ -58,10 +60,19 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
                 branch.add(Text(f"process {d.name}: {settings}", style="green"))
         if ns.role == "node":
             if lab_plan.nodes.get(ns.owner) is None:
-                branch.add(Text(f"docker0 and pods: planned from the subnet the agent leases",
-                                style="yellow"))
-            branch.add(Text(f"agent creates {fl.device}: vxlan id {fl.vni} dstport {fl.port} "
-                            f"nolearning, mtu {topo.flannel_mtu}", style="dim"))
+                branch.add(
+                    Text(
+                        "docker0 and pods: planned from the subnet the agent leases",
+                        style="yellow",
+                    )
+                )
+            branch.add(
+                Text(
+                    f"agent creates {fl.device}: vxlan id {fl.vni} dstport {fl.port} "
+                    f"nolearning, mtu {topo.flannel_mtu}",
+                    style="dim",
+                )
+            )
     return root
 
 
@@ -83,18 +94,27 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
     for col in ("name", "role", "namespace", "addresses", "present"):
         places.add_column(col)
     for ns in st.namespaces:
-        name = ns[len(st.lab) + 1:]
-        role = ("node" if name in st.nodes else name if name in ("etcd", "underlay") else "pod")
+        name = ns[len(st.lab) + 1 :]
+        role = "node" if name in st.nodes else name if name in ("etcd", "underlay") else "pod"
         ok = s.namespaces_present.get(ns, False)
-        places.add_row(name, role, ns, "\n".join(addresses.get(ns, [])),
-                       Text("yes" if ok else "MISSING", style="green" if ok else "bold red"))
+        places.add_row(
+            name,
+            role,
+            ns,
+            "\n".join(addresses.get(ns, [])),
+            Text("yes" if ok else "MISSING", style="green" if ok else "bold red"),
+        )
     procs = Table(title="processes")
     for col in ("process", "namespace", "pid", "state"):
         procs.add_column(col)
     for p in st.processes:
         ok = s.alive.get(p.name, False)
-        procs.add_row(p.name, p.netns, str(p.pid),
-                      Text("running" if ok else "DEAD", style="green" if ok else "bold red"))
+        procs.add_row(
+            p.name,
+            p.netns,
+            str(p.pid),
+            Text("running" if ok else "DEAD", style="green" if ok else "bold red"),
+        )
     leases = Table(title="flannel leases (etcd)")
     for col in ("key", "PublicIP", "VtepMAC", "ttl"):
         leases.add_column(col)
@@ -112,8 +132,10 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
 
 
 def command(where: str, argv: list[str]) -> None:
-    console.print(Text.assemble((f"[{where}] ", "bold magenta"), ("$ ", "dim"),
-                                (" ".join(argv), "bold")))
+    console.print(
+        Text.assemble((f"[{where}] ", "bold magenta"), ("$ ", "dim"), (" ".join(argv), "bold")),
+        soft_wrap=True,
+    )
 
 
 def output(text: str, highlight: Iterable[str] = ()) -> None:
@@ -121,7 +143,7 @@ def output(text: str, highlight: Iterable[str] = ()) -> None:
     patterns = [re.compile(h) for h in highlight]
     for line in text.rstrip("\n").splitlines():
         style = "bold yellow" if any(p.search(line) for p in patterns) else None
-        console.print(Text("  " + line, style=style))
+        console.print(Text("  " + line, style=style), soft_wrap=True)
 
 
 def heading(text: str) -> None:

@@ -76,8 +76,9 @@ def load(lab: str) -> LabState | None:
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise LabFailure(f"state file of lab {lab!r} is damaged: {exc}",
-                         f"inspect {state_file(lab)}") from None
+        raise LabFailure(
+            f"state file of lab {lab!r} is damaged: {exc}", f"inspect {state_file(lab)}"
+        ) from None
 
 
 def labs() -> list[str]:
@@ -97,8 +98,10 @@ def locked(lab: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InputError(f"lab {lab!r} is busy: another labnet command is working on it",
-                             "wait for it to finish, then try again") from None
+            raise InputError(
+                f"lab {lab!r} is busy: another labnet command is working on it",
+                "wait for it to finish, then try again",
+            ) from None
         yield
     finally:
         os.close(fd)

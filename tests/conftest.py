@@ -1,4 +1,4 @@
-"""Shared fixtures. Lab tests build real namespaces; each one tears its lab down, also on failure."""
+"""Shared fixtures. Lab tests build real namespaces; each tears its lab down, also on failure."""
 
 from __future__ import annotations
 
@@ -13,11 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "topologies" / "flannel-vxlan.yaml"
 
 
-def run_inv(*args: str, check: bool = False, env: dict | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+def run_inv(
+    *args: str, check: bool = False, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """The command line as a user runs it (without the bootstrap step of scripts/inv)."""
-    return subprocess.run([sys.executable, "-m", "labnet", *args], cwd=ROOT, capture_output=True,
-                          text=True, check=check, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "labnet", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

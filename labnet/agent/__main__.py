@@ -15,8 +15,11 @@ from .flannel import AgentConfig, main
 
 
 def parse(argv: list[str]) -> AgentConfig:
-    p = argparse.ArgumentParser(prog="python -m labnet.agent", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m labnet.agent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--node", required=True)
     p.add_argument("--etcd", required=True, help="host:port of etcd's client URL")
     p.add_argument("--iface", default="eth0", help="underlay interface (flannel's --iface)")
@@ -28,8 +31,18 @@ def parse(argv: list[str]) -> AgentConfig:
     p.add_argument("--lease-ttl", type=int, default=24 * 3600)
     a = p.parse_args(argv)
     host, _, port = a.etcd.rpartition(":")
-    return AgentConfig(a.node, host, int(port), a.iface, a.public_ip, a.subnet, a.mode,
-                       a.run_dir, a.prefix, a.lease_ttl)
+    return AgentConfig(
+        a.node,
+        host,
+        int(port),
+        a.iface,
+        a.public_ip,
+        a.subnet,
+        a.mode,
+        a.run_dir,
+        a.prefix,
+        a.lease_ttl,
+    )
 
 
 if __name__ == "__main__":

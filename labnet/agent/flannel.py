@@ -70,8 +70,14 @@ class Lease:
 
     def to_json(self) -> str:
         """flannel v0.7's lease value, byte for byte (Go's json.Marshal: no spaces)."""
-        return json.dumps({"PublicIP": self.public_ip, "BackendType": "vxlan",
-                           "BackendData": {"VtepMAC": self.vtep_mac}}, separators=(",", ":"))
+        return json.dumps(
+            {
+                "PublicIP": self.public_ip,
+                "BackendType": "vxlan",
+                "BackendData": {"VtepMAC": self.vtep_mac},
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def parse(cls, key: str, value: bytes | str) -> Lease:
@@ -164,11 +170,28 @@ class Agent:
             log("device-removed", dev=self.device, reason="incompatible attributes")
             found = []
         if not found:
-            ipr.link("add", ifname=self.device, kind="vxlan", vxlan_id=vni, vxlan_link=under,
-                     vxlan_local=self.cfg.public_ip, vxlan_port=port, vxlan_learning=0,
-                     vxlan_ageing=300, mtu=mtu)
-            log("device-created", dev=self.device, vni=vni, local=self.cfg.public_ip,
-                dev_under=self.cfg.iface, port=port, mtu=mtu, learning="off")
+            ipr.link(
+                "add",
+                ifname=self.device,
+                kind="vxlan",
+                vxlan_id=vni,
+                vxlan_link=under,
+                vxlan_local=self.cfg.public_ip,
+                vxlan_port=port,
+                vxlan_learning=0,
+                vxlan_ageing=300,
+                mtu=mtu,
+            )
+            log(
+                "device-created",
+                dev=self.device,
+                vni=vni,
+                local=self.cfg.public_ip,
+                dev_under=self.cfg.iface,
+                port=port,
+                mtu=mtu,
+                learning="off",
+            )
         self.ifindex = ipr.link_lookup(ifname=self.device)[0]
         self.mac = ipr.get_links(self.ifindex)[0].get("IFLA_ADDRESS")
         self.mtu = mtu
@@ -177,8 +200,11 @@ class Agent:
         info = self.ipr().get_links(index)[0].get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
         if info is None:
             return False
-        return (info.get("IFLA_VXLAN_ID") == vni and info.get("IFLA_VXLAN_PORT") == port
-                and info.get("IFLA_VXLAN_LOCAL") == self.cfg.public_ip)
+        return (
+            info.get("IFLA_VXLAN_ID") == vni
+            and info.get("IFLA_VXLAN_PORT") == port
+            and info.get("IFLA_VXLAN_LOCAL") == self.cfg.public_ip
+        )
 
     def read_leases(self) -> tuple[dict[str, Lease], int]:
         resp = self.etcd.get_prefix_response(self.key(""))
@@ -211,8 +237,14 @@ class Agent:
                 subnet, how = random.choice(free), "allocated"
             lease = Lease(subnet, self.cfg.public_ip, self.mac)
             if self._write_lease(lease, exists=lease.subnet in {v.subnet for _, v in mine}):
-                log("lease-acquired", subnet=subnet, how=how, key=self.key(lease.key_name),
-                    value=lease.to_json(), ttl=self.cfg.lease_ttl)
+                log(
+                    "lease-acquired",
+                    subnet=subnet,
+                    how=how,
+                    key=self.key(lease.key_name),
+                    value=lease.to_json(),
+                    ttl=self.cfg.lease_ttl,
+                )
                 return lease
             log("lease-conflict", subnet=subnet, action="retry")
 
@@ -223,8 +255,11 @@ class Agent:
             self.etcd.put(key, value, lease=self.etcd_lease)
             return True
         tx = self.etcd.transactions
-        ok, _ = self.etcd.transaction(compare=[tx.create(key) == 0],
-                                      success=[tx.put(key, value, lease=self.etcd_lease)], failure=[])
+        ok, _ = self.etcd.transaction(
+            compare=[tx.create(key) == 0],
+            success=[tx.put(key, value, lease=self.etcd_lease)],
+            failure=[],
+        )
         return ok
 
     def configure_device(self, lease: Lease) -> None:
@@ -235,29 +270,42 @@ class Agent:
             have = (addr.get("IFA_ADDRESS"), addr["prefixlen"])
             if have != want:
                 ipr.addr("del", index=self.ifindex, address=have[0], prefixlen=have[1])
-        if want not in [(a.get("IFA_ADDRESS"), a["prefixlen"])
-                        for a in ipr.get_addr(index=self.ifindex, family=2)]:
+        if want not in [
+            (a.get("IFA_ADDRESS"), a["prefixlen"])
+            for a in ipr.get_addr(index=self.ifindex, family=2)
+        ]:
             ipr.addr("add", index=self.ifindex, address=lease.gateway, prefixlen=plen)
         if self.cfg.mode == "miss":
             # L3 misses come from app_solicit (the l3miss flag is not what flannel used)
             with open(f"/proc/sys/net/ipv4/neigh/{self.device}/app_solicit", "w") as f:
                 f.write("3")
         ipr.link("set", index=self.ifindex, state="up")
-        log("device-ready", dev=self.device, address=f"{lease.gateway}/{plen}", mac=self.mac,
-            app_solicit=3 if self.cfg.mode == "miss" else 0)
+        log(
+            "device-ready",
+            dev=self.device,
+            address=f"{lease.gateway}/{plen}",
+            mac=self.mac,
+            app_solicit=3 if self.cfg.mode == "miss" else 0,
+        )
 
     def write_subnet_env(self, lease: Lease) -> None:
         first = IPv4Address(int(lease.subnet.network_address) + 1)
-        text = (f"FLANNEL_NETWORK={self.network}\n"
-                f"FLANNEL_SUBNET={first}/{lease.subnet.prefixlen}\n"
-                f"FLANNEL_MTU={self.mtu}\nFLANNEL_IPMASQ=false\n")
+        text = (
+            f"FLANNEL_NETWORK={self.network}\n"
+            f"FLANNEL_SUBNET={first}/{lease.subnet.prefixlen}\n"
+            f"FLANNEL_MTU={self.mtu}\nFLANNEL_IPMASQ=false\n"
+        )
         run = Path(self.cfg.run_dir)
         run.mkdir(parents=True, exist_ok=True)
         tmp = run / "subnet.env.tmp"
         tmp.write_text(text)
         tmp.rename(run / "subnet.env")
-        log("subnet-env", path=run / "subnet.env", FLANNEL_SUBNET=f"{first}/{lease.subnet.prefixlen}",
-            FLANNEL_MTU=self.mtu)
+        log(
+            "subnet-env",
+            path=run / "subnet.env",
+            FLANNEL_SUBNET=f"{first}/{lease.subnet.prefixlen}",
+            FLANNEL_MTU=self.mtu,
+        )
 
     # ------------------------------------------------------------ remote leases
 
@@ -267,16 +315,36 @@ class Agent:
         self.remote[key] = lease
         log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip, vtep_mac=lease.vtep_mac)
         ipr = self.ipr()
-        ipr.fdb("replace", ifindex=self.ifindex, lladdr=lease.vtep_mac, dst=lease.public_ip,
-                state=NUD_PERMANENT, flags=NTF_SELF)
+        ipr.fdb(
+            "replace",
+            ifindex=self.ifindex,
+            lladdr=lease.vtep_mac,
+            dst=lease.public_ip,
+            state=NUD_PERMANENT,
+            flags=NTF_SELF,
+        )
         log("fdb-written", entry=f"{lease.vtep_mac} dst {lease.public_ip} self permanent")
         if self.cfg.mode == "static":
-            ipr.neigh("replace", ifindex=self.ifindex, dst=lease.gateway, lladdr=lease.vtep_mac,
-                      state=NUD_PERMANENT)
+            ipr.neigh(
+                "replace",
+                ifindex=self.ifindex,
+                dst=lease.gateway,
+                lladdr=lease.vtep_mac,
+                state=NUD_PERMANENT,
+            )
             log("neigh-written", entry=f"{lease.gateway} lladdr {lease.vtep_mac} PERMANENT")
-            ipr.route("replace", dst=str(lease.subnet), gateway=lease.gateway, oif=self.ifindex,
-                      flags=RTNH_F_ONLINK, proto=PROTO_BOOT)
-            log("route-written", entry=f"{lease.subnet} via {lease.gateway} dev {self.device} onlink")
+            ipr.route(
+                "replace",
+                dst=str(lease.subnet),
+                gateway=lease.gateway,
+                oif=self.ifindex,
+                flags=RTNH_F_ONLINK,
+                proto=PROTO_BOOT,
+            )
+            log(
+                "route-written",
+                entry=f"{lease.subnet} via {lease.gateway} dev {self.device} onlink",
+            )
 
     def lease_removed(self, key: str) -> None:
         lease = self.remote.pop(key, None)
@@ -285,15 +353,22 @@ class Agent:
         log("lease-gone", subnet=lease.subnet, public_ip=lease.public_ip)
         ipr = self.ipr()
         if self.cfg.mode == "static":
-            self._quietly(ipr.route, "del", dst=str(lease.subnet), gateway=lease.gateway,
-                          oif=self.ifindex)
+            self._quietly(
+                ipr.route, "del", dst=str(lease.subnet), gateway=lease.gateway, oif=self.ifindex
+            )
         for n in ipr.get_neighbours(ifindex=self.ifindex):
             if n.get("NDA_LLADDR") == lease.vtep_mac:
-                self._quietly(ipr.neigh, "del", ifindex=self.ifindex, dst=n.get("NDA_DST"),
-                              lladdr=lease.vtep_mac)
+                self._quietly(
+                    ipr.neigh,
+                    "del",
+                    ifindex=self.ifindex,
+                    dst=n.get("NDA_DST"),
+                    lladdr=lease.vtep_mac,
+                )
                 log("neigh-removed", dst=n.get("NDA_DST"))
-        self._quietly(ipr.fdb, "del", ifindex=self.ifindex, lladdr=lease.vtep_mac,
-                      dst=lease.public_ip)
+        self._quietly(
+            ipr.fdb, "del", ifindex=self.ifindex, lladdr=lease.vtep_mac, dst=lease.public_ip
+        )
         log("fdb-removed", entry=f"{lease.vtep_mac} dst {lease.public_ip}")
 
     @staticmethod
@@ -348,24 +423,44 @@ class Agent:
         started = time.perf_counter()
         log("l3-miss", dst=dst, dev=self.device)
         leases, _ = self.read_leases()
-        match = next((lease for lease in leases.values()
-                      if IPv4Address(dst) in lease.subnet and lease.public_ip != self.cfg.public_ip),
-                     None)
+        match = next(
+            (
+                lease
+                for lease in leases.values()
+                if IPv4Address(dst) in lease.subnet and lease.public_ip != self.cfg.public_ip
+            ),
+            None,
+        )
         if match is None:
             log("etcd-lookup", dst=dst, result="no lease covers it")
             return
-        log("etcd-lookup", dst=dst, key=self.key(match.key_name), vtep_mac=match.vtep_mac,
-            public_ip=match.public_ip)
-        self.ipr().neigh("replace", ifindex=self.ifindex, dst=dst, lladdr=match.vtep_mac,
-                         state=NUD_REACHABLE)
-        log("neigh-written", entry=f"{dst} dev {self.device} lladdr {match.vtep_mac} REACHABLE",
-            ms=f"{(time.perf_counter() - started) * 1000:.1f}")
+        log(
+            "etcd-lookup",
+            dst=dst,
+            key=self.key(match.key_name),
+            vtep_mac=match.vtep_mac,
+            public_ip=match.public_ip,
+        )
+        self.ipr().neigh(
+            "replace", ifindex=self.ifindex, dst=dst, lladdr=match.vtep_mac, state=NUD_REACHABLE
+        )
+        log(
+            "neigh-written",
+            entry=f"{dst} dev {self.device} lladdr {match.vtep_mac} REACHABLE",
+            ms=f"{(time.perf_counter() - started) * 1000:.1f}",
+        )
 
     # ------------------------------------------------------------ main
 
     def run(self) -> int:
-        log("starting", node=self.cfg.node, public_ip=self.cfg.public_ip, iface=self.cfg.iface,
-            mode=self.cfg.mode, etcd=f"{self.cfg.etcd_host}:{self.cfg.etcd_port}")
+        log(
+            "starting",
+            node=self.cfg.node,
+            public_ip=self.cfg.public_ip,
+            iface=self.cfg.iface,
+            mode=self.cfg.mode,
+            etcd=f"{self.cfg.etcd_host}:{self.cfg.etcd_port}",
+        )
         config = self.wait_config()
         self.create_device(config)
         self.lease = self.acquire_lease(config)

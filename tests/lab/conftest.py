@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from tests.conftest import REFERENCE
 pytestmark = pytest.mark.lab
 
 
+@contextmanager
 def fresh_lab(topology: Path | str) -> Iterator[lab.UpResult]:
     """Up a lab from scratch (a leftover of an earlier run is removed first), down afterwards."""
     name = lab.resolve_lab(str(topology))
@@ -29,8 +31,9 @@ def fresh_lab(topology: Path | str) -> Iterator[lab.UpResult]:
 def sh(lab_name: str, name: str, *argv: str, check: bool = True) -> str:
     """Run argv in a lab's node or pod, as a learner would with `ip netns exec`."""
     place = lab.find(name, lab_name)
-    proc = subprocess.run(lab.exec_argv(place, list(argv)), capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        lab.exec_argv(place, list(argv)), capture_output=True, text=True, timeout=60
+    )
     if check:
         assert proc.returncode == 0, f"{argv} in {name}: {proc.stdout}{proc.stderr}"
     return proc.stdout + proc.stderr
@@ -38,7 +41,8 @@ def sh(lab_name: str, name: str, *argv: str, check: bool = True) -> str:
 
 @pytest.fixture(scope="module")
 def reference_lab(root_required) -> Iterator[lab.UpResult]:
-    yield from fresh_lab(REFERENCE)
+    with fresh_lab(REFERENCE) as result:
+        yield result
 
 
 def variant(tmp_path_factory, name: str, replacements: dict[str, str]) -> Path:

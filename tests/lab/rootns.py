@@ -6,8 +6,14 @@ import os
 import subprocess
 
 # Counters and tables that move on their own on a live machine, whatever labs do.
-VOLATILE_SYSCTLS = ("nf_conntrack_count", "/neigh/", "nf_conntrack_expect", "ip_local_port_range",
-                    "rt_cache_rebuild_count", "/random/")
+VOLATILE_SYSCTLS = (
+    "nf_conntrack_count",
+    "/neigh/",
+    "nf_conntrack_expect",
+    "ip_local_port_range",
+    "rt_cache_rebuild_count",
+    "/random/",
+)
 
 
 def _run(*argv: str) -> str:
@@ -57,8 +63,11 @@ def diff(before: dict, after: dict) -> list[str]:
     out = []
     for key in before:
         if key == "sysctls":
-            changed = {k for k in before[key].keys() | after[key].keys()
-                       if before[key].get(k) != after[key].get(k)}
+            changed = {
+                k
+                for k in before[key].keys() | after[key].keys()
+                if before[key].get(k) != after[key].get(k)
+            }
             if changed:
                 out.append(f"sysctls changed: {sorted(changed)[:10]}")
         elif before[key] != after[key]:

@@ -24,8 +24,10 @@ def mac_of(node: str) -> str:
 
 def test_a_pod1_routes(reference_lab):
     lines = [line.strip() for line in sh(LAB, "pod1", "ip", "route").splitlines()]
-    assert lines == ["default via 172.16.99.1 dev eth0",
-                     "172.16.99.0/24 dev eth0 proto kernel scope link src 172.16.99.8"]
+    assert lines == [
+        "default via 172.16.99.1 dev eth0",
+        "172.16.99.0/24 dev eth0 proto kernel scope link src 172.16.99.8",
+    ]
 
 
 def test_b_master_routes_and_forwarding(reference_lab):
@@ -49,28 +51,69 @@ def test_c_etcd_lease_key_and_json(reference_lab):
     st = state.load(LAB)
     etcd = next(p for p in st.processes if p.kind == "etcd")
     endpoint = etcd.argv[etcd.argv.index("--listen-client-urls") + 1]
-    out = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get",
-             "/coreos.com/network/subnets/172.16.57.0-24")
+    out = sh(
+        LAB,
+        "etcd",
+        etcd_server.etcdctl_binary(),
+        "--endpoints",
+        endpoint,
+        "get",
+        "/coreos.com/network/subnets/172.16.57.0-24",
+    )
     key, value = out.strip().splitlines()
     assert key == "/coreos.com/network/subnets/172.16.57.0-24"
-    assert value == ('{"PublicIP":"%s","BackendType":"vxlan","BackendData":{"VtepMAC":"%s"}}'
-                     % (MINION_IP, mac_of("minion")))
-    config = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get",
-                "--print-value-only", "/coreos.com/network/config")
+    mac = mac_of("minion")
+    assert json.loads(value) == {
+        "PublicIP": MINION_IP,
+        "BackendType": "vxlan",
+        "BackendData": {"VtepMAC": mac},
+    }
+    assert value == json.dumps(json.loads(value), separators=(",", ":"))  # Go's compact JSON
+    config = sh(
+        LAB,
+        "etcd",
+        etcd_server.etcdctl_binary(),
+        "--endpoints",
+        endpoint,
+        "get",
+        "--print-value-only",
+        "/coreos.com/network/config",
+    )
     assert json.loads(config)["Backend"] == {"Type": "vxlan", "VNI": 1, "Port": 8472}
     # the lease carries flannel's 24 h TTL
-    lease = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get",
-               "/coreos.com/network/subnets/172.16.57.0-24", "-w", "json")
+    lease = sh(
+        LAB,
+        "etcd",
+        etcd_server.etcdctl_binary(),
+        "--endpoints",
+        endpoint,
+        "get",
+        "/coreos.com/network/subnets/172.16.57.0-24",
+        "-w",
+        "json",
+    )
     lease_id = json.loads(lease)["kvs"][0]["lease"]
-    ttl = sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "lease",
-             "timetolive", format(lease_id, "x"), "-w", "json")
+    ttl = sh(
+        LAB,
+        "etcd",
+        etcd_server.etcdctl_binary(),
+        "--endpoints",
+        endpoint,
+        "lease",
+        "timetolive",
+        format(lease_id, "x"),
+        "-w",
+        "json",
+    )
     assert json.loads(ttl)["granted-ttl"] == 86400
 
 
 def test_subnet_env_as_flannel_writes_it(reference_lab):
     env = (state.node_dir(LAB, "minion") / "subnet.env").read_text()
-    assert env == ("FLANNEL_NETWORK=172.16.0.0/16\nFLANNEL_SUBNET=172.16.57.1/24\n"
-                   "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n")
+    assert env == (
+        "FLANNEL_NETWORK=172.16.0.0/16\nFLANNEL_SUBNET=172.16.57.1/24\n"
+        "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+    )
 
 
 def test_d_ping_across_nodes_then_neighbour_and_fdb(reference_lab):
@@ -85,9 +128,12 @@ def test_d_ping_across_nodes_then_neighbour_and_fdb(reference_lab):
     assert f"{minion_mac} dst {MINION_IP} self permanent" in fdb
     # the agent logged the miss, the etcd lookup and the entry it wrote, with timestamps
     log = (state.node_dir(LAB, "master") / "flanneld.log").read_text()
-    for event in ("l3-miss          dst=172.16.57.15", "etcd-lookup      dst=172.16.57.15",
-                  f"neigh-written    entry={POD3} dev flannel.1 lladdr {minion_mac} REACHABLE",
-                  f"fdb-written      entry={minion_mac} dst {MINION_IP} self permanent"):
+    for event in (
+        "l3-miss          dst=172.16.57.15",
+        "etcd-lookup      dst=172.16.57.15",
+        f"neigh-written    entry={POD3} dev flannel.1 lladdr {minion_mac} REACHABLE",
+        f"fdb-written      entry={minion_mac} dst {MINION_IP} self permanent",
+    ):
         assert re.search(r"^\d\d:\d\d:\d\d\.\d{3} " + re.escape(event), log, re.M), event
 
 
@@ -126,6 +172,8 @@ def test_status_reports_leases_and_processes(reference_lab):
     s = lab.status(LAB)
     assert all(s.alive.values()) and all(s.namespaces_present.values())
     keys = set(s.leases)
-    assert keys == {"/coreos.com/network/subnets/172.16.99.0-24",
-                    "/coreos.com/network/subnets/172.16.57.0-24"}
+    assert keys == {
+        "/coreos.com/network/subnets/172.16.99.0-24",
+        "/coreos.com/network/subnets/172.16.57.0-24",
+    }
     assert all(80000 < lease["ttl"] <= 86400 for lease in s.leases.values())

@@ -10,8 +10,10 @@ from labnet.agent.flannel import Lease, free_subnets
 def test_lease_value_is_flannel_v07_json():
     lease = Lease(IPv4Network("172.16.57.0/24"), "10.46.181.146", "d6:51:2e:80:5c:69")
     assert lease.key_name == "172.16.57.0-24"
-    assert lease.to_json() == ('{"PublicIP":"10.46.181.146","BackendType":"vxlan",'
-                               '"BackendData":{"VtepMAC":"d6:51:2e:80:5c:69"}}')
+    assert lease.to_json() == (
+        '{"PublicIP":"10.46.181.146","BackendType":"vxlan",'
+        '"BackendData":{"VtepMAC":"d6:51:2e:80:5c:69"}}'
+    )
     assert Lease.parse("/coreos.com/network/subnets/172.16.57.0-24", lease.to_json()) == lease
 
 
@@ -24,7 +26,11 @@ def test_free_subnets_skip_the_first_and_taken_ones():
 
 
 def test_free_subnets_respect_min_and_max():
-    config = {"Network": "10.10.0.0/16", "SubnetLen": 24, "SubnetMin": "10.10.5.0",
-              "SubnetMax": "10.10.6.0"}
+    config = {
+        "Network": "10.10.0.0/16",
+        "SubnetLen": 24,
+        "SubnetMin": "10.10.5.0",
+        "SubnetMax": "10.10.6.0",
+    }
     assert free_subnets(config, set()) == [IPv4Network("10.10.5.0/24"), IPv4Network("10.10.6.0/24")]
     assert free_subnets(config, {IPv4Network("10.10.5.0/24"), IPv4Network("10.10.6.0/24")}) == []

@@ -24,35 +24,53 @@ def test_reference_topology_matches_the_article():
     assert topo.node("master").subnet == IPv4Network("172.16.99.0/24")
     assert topo.node("minion").subnet == IPv4Network("172.16.57.0/24")
     assert topo.node("minion").address == IPv4Address("10.46.181.146")
-    assert {p.name: str(p.address) for p in topo.pods} == {"pod1": "172.16.99.8",
-                                                            "pod3": "172.16.57.15"}
+    assert {p.name: str(p.address) for p in topo.pods} == {
+        "pod1": "172.16.99.8",
+        "pod3": "172.16.57.15",
+    }
 
 
 def test_flannel_defaults(tmp_path):
-    topo = model.load(write(tmp_path, """
+    topo = model.load(
+        write(
+            tmp_path,
+            """
         name: tiny
         nodes: [{name: a}, {name: b}]
-    """))
+    """,
+        )
+    )
     fl = topo.flannel
     assert (fl.network, fl.subnet_len, fl.vni, fl.port, fl.mode) == (
-        IPv4Network("172.16.0.0/16"), 24, 1, 8472, "miss")
+        IPv4Network("172.16.0.0/16"),
+        24,
+        1,
+        8472,
+        "miss",
+    )
     assert topo.flannel_mtu == 1450  # underlay 1500 - 50
     assert fl.device == "flannel.1"
     # SubnetMin skips the first subnet, SubnetMax is the last one
     assert (str(fl.subnet_min), str(fl.subnet_max)) == ("172.16.1.0", "172.16.255.0")
     assert fl.config_json() == (
         '{"Network":"172.16.0.0/16","SubnetLen":24,"SubnetMin":"172.16.1.0",'
-        '"SubnetMax":"172.16.255.0","Backend":{"Type":"vxlan","VNI":1,"Port":8472}}')
+        '"SubnetMax":"172.16.255.0","Backend":{"Type":"vxlan","VNI":1,"Port":8472}}'
+    )
     assert [str(n.address) for n in topo.nodes] == ["10.46.181.145", "10.46.181.146"]
     assert [n.subnet for n in topo.nodes] == [None, None]
 
 
 def test_mtu_follows_the_underlay(tmp_path):
-    topo = model.load(write(tmp_path, """
+    topo = model.load(
+        write(
+            tmp_path,
+            """
         name: jumbo
         underlay: {mtu: 9000}
         nodes: [{name: a}]
-    """))
+    """,
+        )
+    )
     assert topo.flannel_mtu == 8950
 
 
@@ -61,35 +79,73 @@ BAD = {
     "empty": ("", 1, ""),
     "unknown-key": ("name: x\nnodes: [{name: a}]\ncolour: red\n", 3, "colour"),
     "wrong-type": ("name: x\nnodes:\n  - name: a\n    iface: 7\n", 4, "nodes[0].iface"),
-    "long-ifname": ("name: x\nnodes:\n  - name: a\n    bridge: averyverylongbridge0\n", 4,
-                    "nodes[0].bridge"),
+    "long-ifname": (
+        "name: x\nnodes:\n  - name: a\n    bridge: averyverylongbridge0\n",
+        4,
+        "nodes[0].bridge",
+    ),
     "duplicate-name": ("name: x\nnodes:\n  - name: a\n  - name: a\n", 4, "nodes[1].name"),
-    "pod-dup-node-name": ("name: x\nnodes: [{name: a}]\npods:\n  - {name: a, node: a}\n", 4,
-                          "pods[0].name"),
-    "overlapping-subnets": ("name: x\nnodes:\n  - {name: a, subnet: 172.16.5.0/24}\n"
-                            "  - {name: b, subnet: 172.16.5.0/24}\n", 4, "nodes[1].subnet"),
-    "subnet-outside-network": ("name: x\nnodes:\n  - {name: a, subnet: 10.9.0.0/24}\n", 3,
-                               "nodes[0].subnet"),
-    "address-outside-underlay": ("name: x\nnodes:\n  - {name: a, address: 192.168.1.1}\n", 3,
-                                 "nodes[0].address"),
-    "pod-outside-subnet": ("name: x\nnodes:\n  - {name: a, subnet: 172.16.5.0/24}\npods:\n"
-                           "  - {name: p, node: a, address: 172.16.6.9}\n", 5, "pods[0].address"),
-    "pod-on-docker0": ("name: x\nnodes:\n  - {name: a, subnet: 172.16.5.0/24}\npods:\n"
-                       "  - {name: p, node: a, address: 172.16.5.1}\n", 5, "pods[0].address"),
-    "missing-node": ("name: x\nnodes: [{name: a}]\npods:\n  - name: p\n    node: zz\n", 5,
-                     "pods[0].node"),
-    "pinned-pod-unpinned-node": ("name: x\nnodes: [{name: a}]\npods:\n"
-                                 "  - {name: p, node: a, address: 172.16.5.9}\n", 4,
-                                 "pods[0].address"),
+    "pod-dup-node-name": (
+        "name: x\nnodes: [{name: a}]\npods:\n  - {name: a, node: a}\n",
+        4,
+        "pods[0].name",
+    ),
+    "overlapping-subnets": (
+        "name: x\nnodes:\n  - {name: a, subnet: 172.16.5.0/24}\n"
+        "  - {name: b, subnet: 172.16.5.0/24}\n",
+        4,
+        "nodes[1].subnet",
+    ),
+    "subnet-outside-network": (
+        "name: x\nnodes:\n  - {name: a, subnet: 10.9.0.0/24}\n",
+        3,
+        "nodes[0].subnet",
+    ),
+    "address-outside-underlay": (
+        "name: x\nnodes:\n  - {name: a, address: 192.168.1.1}\n",
+        3,
+        "nodes[0].address",
+    ),
+    "pod-outside-subnet": (
+        "name: x\nnodes:\n  - {name: a, subnet: 172.16.5.0/24}\npods:\n"
+        "  - {name: p, node: a, address: 172.16.6.9}\n",
+        5,
+        "pods[0].address",
+    ),
+    "pod-on-docker0": (
+        "name: x\nnodes:\n  - {name: a, subnet: 172.16.5.0/24}\npods:\n"
+        "  - {name: p, node: a, address: 172.16.5.1}\n",
+        5,
+        "pods[0].address",
+    ),
+    "missing-node": (
+        "name: x\nnodes: [{name: a}]\npods:\n  - name: p\n    node: zz\n",
+        5,
+        "pods[0].node",
+    ),
+    "pinned-pod-unpinned-node": (
+        "name: x\nnodes: [{name: a}]\npods:\n  - {name: p, node: a, address: 172.16.5.9}\n",
+        4,
+        "pods[0].address",
+    ),
     "lab-name-slash": ("name: ../etc\nnodes: [{name: a}]\n", 1, "name"),
     "lab-name-space": ("name: my lab\nnodes: [{name: a}]\n", 1, "name"),
-    "underlay-overlaps-flannel": ("name: x\nunderlay: {subnet: 172.16.0.0/24}\n"
-                                  "nodes: [{name: a}]\n", 2, "underlay.subnet"),
-    "bad-cidr": ("name: x\nflannel: {network: 172.16.0.1/16}\nnodes: [{name: a}]\n", 2,
-                 "flannel.network"),
+    "underlay-overlaps-flannel": (
+        "name: x\nunderlay: {subnet: 172.16.0.0/24}\nnodes: [{name: a}]\n",
+        2,
+        "underlay.subnet",
+    ),
+    "bad-cidr": (
+        "name: x\nflannel: {network: 172.16.0.1/16}\nnodes: [{name: a}]\n",
+        2,
+        "flannel.network",
+    ),
     "no-nodes": ("name: x\nnodes: []\n", 2, "nodes"),
-    "vni-range": ("name: x\nflannel: {backend: {vni: 0}}\nnodes: [{name: a}]\n", 2,
-                  "flannel.backend.vni"),
+    "vni-range": (
+        "name: x\nflannel: {backend: {vni: 0}}\nnodes: [{name: a}]\n",
+        2,
+        "flannel.backend.vni",
+    ),
 }
 
 

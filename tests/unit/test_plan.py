@@ -11,8 +11,14 @@ from tests.conftest import REFERENCE
 def test_reference_plan_namespaces_are_prefixed_by_the_lab():
     p = plan.plan(model.load(REFERENCE))
     names = [ns.name for ns in p.namespaces]
-    assert names == ["flannel-vxlan-underlay", "flannel-vxlan-etcd", "flannel-vxlan-master",
-                     "flannel-vxlan-minion", "flannel-vxlan-pod1", "flannel-vxlan-pod3"]
+    assert names == [
+        "flannel-vxlan-underlay",
+        "flannel-vxlan-etcd",
+        "flannel-vxlan-master",
+        "flannel-vxlan-minion",
+        "flannel-vxlan-pod1",
+        "flannel-vxlan-pod3",
+    ]
 
 
 def test_every_object_lives_in_a_lab_namespace():
@@ -36,7 +42,11 @@ def test_docker_bip_and_pod_routes_as_in_the_article():
     assert addrs[("flannel-vxlan-pod1", "eth0")] == "172.16.99.8/24"
     (route,) = master.steps.routes
     assert (route.netns, route.dst, route.gateway, route.ifname) == (
-        "flannel-vxlan-pod1", "default", "172.16.99.1", "eth0")
+        "flannel-vxlan-pod1",
+        "default",
+        "172.16.99.1",
+        "eth0",
+    )
     assert [b.mtu for b in master.steps.bridges] == [1450]
     assert all(v.mtu == 1450 and v.master == "docker0" for v in master.steps.veths)
 
@@ -54,7 +64,9 @@ def test_nodes_forward_and_etcd_sits_on_the_underlay():
 
 def test_unpinned_nodes_are_planned_from_the_lease(tmp_path):
     path = tmp_path / "lab.yaml"
-    path.write_text("name: free\nnodes: [{name: a}]\npods: [{name: p1, node: a}, {name: p2, node: a}]\n")
+    path.write_text(
+        "name: free\nnodes: [{name: a}]\npods: [{name: p1, node: a}, {name: p2, node: a}]\n"
+    )
     topo = model.load(path)
     p = plan.plan(topo)
     assert p.nodes == {"a": None}

@@ -1,0 +1,102 @@
+"""Today's flannel (v0.9+): /32 address, per-lease onlink route, permanent neighbour, FDB.
+
+Subnets are not pinned here: the agents lease them like flannel, and docker0 and the pods are
+planned from what they leased. Ends by deleting a lease: its entries must disappear.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from labnet import etcd_server, state
+from tests.lab.conftest import fresh_lab, sh, variant
+
+pytestmark = pytest.mark.lab
+LAB = "flannel-static"
+
+
+@pytest.fixture(scope="module")
+def static_lab(root_required, tmp_path_factory):
+    path = variant(
+        tmp_path_factory,
+        LAB,
+        {
+            "    mode: miss": "    mode: static",
+            "    subnet: 172.16.99.0/24\n": "",
+            "    subnet: 172.16.57.0/24\n": "",
+            "    address: 172.16.99.8\n": "",
+            "    address: 172.16.57.15\n": "",
+        },
+    )
+    with fresh_lab(path) as result:
+        yield result
+
+
+def node(st: state.LabState, name: str) -> dict:
+    return st.nodes[name]
+
+
+def test_leased_subnets_follow_flannel_config(static_lab):
+    st = static_lab.state
+    subnets = {node(st, n)["subnet"] for n in ("master", "minion")}
+    assert len(subnets) == 2
+    for s in subnets:
+        assert re.fullmatch(r"172\.16\.\d+\.0/24", s) and s != "172.16.0.0/24"  # SubnetMin skips .0
+    pod3 = node(st, "minion")["pods"]["pod3"]
+    assert pod3 == node(st, "minion")["subnet"].replace(".0/24", ".2")  # docker's first address
+
+
+def test_static_entries_and_ping(static_lab):
+    st = static_lab.state
+    minion = node(st, "minion")
+    gw = minion["subnet"].split("/")[0]
+    addr = sh(LAB, "master", "ip", "-o", "-4", "addr", "show", "dev", "flannel.1")
+    assert f"{node(st, 'master')['subnet'].split('/')[0]}/32" in addr
+    routes = sh(LAB, "master", "ip", "route")
+    assert f"{minion['subnet']} via {gw} dev flannel.1 onlink" in routes
+    assert "172.16.0.0/16" not in routes  # no network-wide route in the static era
+    mac = re.search(
+        r"link/ether (\S+)", sh(LAB, "minion", "ip", "link", "show", "flannel.1")
+    ).group(1)
+    assert f"{gw} dev flannel.1 lladdr {mac} PERMANENT" in sh(LAB, "master", "ip", "neigh")
+    assert f"{mac} dst {minion['public_ip']} self permanent" in sh(
+        LAB, "master", "bridge", "fdb", "show", "dev", "flannel.1"
+    )
+    assert "0" == sh(LAB, "master", "cat", "/proc/sys/net/ipv4/neigh/flannel.1/app_solicit").strip()
+    out = sh(LAB, "pod1", "ping", "-c", "3", "-i", "0.2", "-W", "2", minion["pods"]["pod3"])
+    assert " 0% packet loss" in out
+
+
+def test_a_lease_that_disappears_takes_its_entries_with_it(static_lab):
+    st = static_lab.state
+    minion = node(st, "minion")
+    key = "/coreos.com/network/subnets/" + minion["subnet"].replace("/", "-")
+    etcd = next(p for p in st.processes if p.kind == "etcd")
+    endpoint = etcd.argv[etcd.argv.index("--listen-client-urls") + 1]
+    out = sh(
+        LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get", key, "-w", "json"
+    )
+    mac = json.loads(_value(out))["BackendData"]["VtepMAC"]
+    sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "del", key)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        fdb = sh(LAB, "master", "bridge", "fdb", "show", "dev", "flannel.1")
+        routes = sh(LAB, "master", "ip", "route")
+        neigh = sh(LAB, "master", "ip", "neigh", "show", "dev", "flannel.1")
+        if mac not in fdb and minion["subnet"] not in routes and mac not in neigh:
+            break
+        time.sleep(0.05)
+    assert mac not in fdb and mac not in neigh
+    assert minion["subnet"] not in routes
+    log = (state.node_dir(LAB, "master") / "flanneld.log").read_text()
+    assert "lease-gone" in log and "fdb-removed" in log
+
+
+def _value(etcdctl_json: str) -> str:
+    import base64
+
+    return base64.b64decode(json.loads(etcdctl_json)["kvs"][0]["value"]).decode()
