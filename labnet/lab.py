@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,35 +72,41 @@ def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
 
 
 def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
+    """Build in an order that lets etcd and the agents start while netlink work goes on.
+
+    etcd's Go process and the agents run on the other core while this one creates the
+    nodes' links and (for pinned subnets) docker0 and the pods; everything is then checked
+    against what the agents wrote to subnet.env.
+    """
+    importer = threading.Thread(target=_import_agent, daemon=True)  # etcd3 + gRPC: ~1 s
+    importer.start()
     lab_plan = plan.plan(topo)
+    etcd_ns = plan.netns_name(topo.name, "etcd")
     with Kernel() as kernel:
         progress(f"namespaces ({len(lab_plan.namespaces)})")
-        for ns in lab_plan.namespaces:
-            st.namespaces.append(ns.name)
-        state.save(st)  # recorded before they exist: a crash mid-way is still undone
-        for ns in lab_plan.namespaces:
-            try:
-                create_namespace(kernel, ns, topo.name)
-            except FileExistsError:
-                st.namespaces.remove(ns.name)
-                state.save(st)
-                raise LabFailure(
-                    f"namespace {ns.name} already exists and is not this lab's",
-                    "another tool or lab uses that name; rename the lab",
-                ) from None
-        progress("underlay segment")
-        apply(kernel, lab_plan.base)
-        progress("etcd")
-        gateway = _start_etcd(topo, st)
+        _create_namespaces(kernel, topo, lab_plan, st)
+        progress("underlay segment and etcd")
+        first, rest = lab_plan.base.split({etcd_ns, plan.netns_name(topo.name, "underlay")})
+        apply(kernel, first)
+        etcd = _start_etcd(topo, st)
+        apply(kernel, rest)
         progress("flannel agents")
+        importer.join()  # forking while another thread imports could copy a held lock
         _start_agents(topo, lab_plan, st)
+        pinned = [n for n in topo.nodes if lab_plan.nodes[n.name] is not None]
+        if pinned:
+            progress("docker0 and pods (pinned subnets)")
+            for node in pinned:
+                apply(kernel, lab_plan.nodes[node.name].steps)
+        progress("etcd ready, flannel config written")
+        gateway = etcd_server.Gateway(etcd_ns, str(topo.etcd.address))
         try:
+            gateway.wait_ready(10.0, alive=lambda: processes.alive(etcd))
             gateway.put(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
         finally:
             gateway.close()
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
-        progress("docker0 and pods")
         for node in topo.nodes:
             _docker_and_pods(kernel, topo, lab_plan, node, envs[node.name], st)
         progress("waiting for FDB entries")
@@ -108,18 +115,36 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
     state.save(st)
 
 
-def _start_etcd(topo: Topology, st: state.LabState) -> etcd_server.Gateway:
+def _import_agent() -> None:
+    from .agent import flannel  # noqa: F401
+
+
+def _create_namespaces(
+    kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, st: state.LabState
+) -> None:
+    st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
+    state.save(st)  # recorded before they exist: a crash mid-way is still undone
+    for ns in lab_plan.namespaces:
+        try:
+            create_namespace(kernel, ns, topo.name)
+        except FileExistsError:
+            st.namespaces.remove(ns.name)
+            state.save(st)
+            raise LabFailure(
+                f"namespace {ns.name} already exists and is not this lab's",
+                "another tool or lab uses that name; rename the lab",
+            ) from None
+
+
+def _start_etcd(topo: Topology, st: state.LabState) -> state.ProcessRecord:
     ns = plan.netns_name(topo.name, "etcd")
     lab_dir = state.lab_dir(topo.name)
-    data_dir = lab_dir / "etcd"
     exe = etcd_server.binary(topo.etcd.binary)
-    argv = etcd_server.argv(exe, topo.name, str(topo.etcd.address), data_dir)
+    argv = etcd_server.argv(exe, topo.name, str(topo.etcd.address), lab_dir / "etcd")
     rec = processes.spawn("etcd", "etcd", ns, argv, lab_dir / "etcd.log")
     st.processes.append(rec)
     state.save(st)
-    gateway = etcd_server.Gateway(ns, str(topo.etcd.address))
-    gateway.wait_ready(10.0, alive=lambda: processes.alive(rec))
-    return gateway
+    return rec
 
 
 def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) -> None:
@@ -204,11 +229,13 @@ def _docker_and_pods(
     subnet = IPv4Network(env["FLANNEL_SUBNET"], strict=False)
     node_pods = plan.plan_node_pods(topo, node, subnet, int(env["FLANNEL_MTU"]))
     planned = lab_plan.nodes[node.name]
-    if planned is not None and planned.subnet != node_pods.subnet:
+    if planned is None:
+        apply(kernel, node_pods.steps)
+    elif planned != node_pods:  # built ahead from the pinned subnet: it must be what flannel says
         raise LabFailure(
-            f"{node.name}: flannel leased {node_pods.subnet}, the topology pins {planned.subnet}"
+            f"{node.name}: subnet.env says {env['FLANNEL_SUBNET']} mtu {env['FLANNEL_MTU']}, "
+            f"docker0 was built for {planned.subnet} mtu {topo.flannel_mtu}"
         )
-    apply(kernel, node_pods.steps)
     st.nodes[node.name] = {
         "netns": plan.netns_name(topo.name, node.name),
         "subnet": node_pods.subnet,
@@ -216,7 +243,6 @@ def _docker_and_pods(
         "pods": node_pods.pods,
         "mtu": int(env["FLANNEL_MTU"]),
     }
-    state.save(st)
 
 
 def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:

@@ -91,6 +91,21 @@ class Steps:
     routes: list[Route] = field(default_factory=list)
     sysctls: list[Sysctl] = field(default_factory=list)
 
+    def split(self, namespaces: set[str]) -> tuple[Steps, Steps]:
+        """(what belongs to `namespaces`, the rest). A veth belongs to its peer's namespace."""
+
+        def mine(obj: object) -> bool:
+            return getattr(obj, "peer_netns", getattr(obj, "netns", None)) in namespaces
+
+        parts = {}
+        for name in ("bridges", "veths", "addresses", "routes", "sysctls"):
+            items = getattr(self, name)
+            parts[name] = ([x for x in items if mine(x)], [x for x in items if not mine(x)])
+        return (
+            Steps(**{k: v[0] for k, v in parts.items()}),
+            Steps(**{k: v[1] for k, v in parts.items()}),
+        )
+
 
 @dataclass
 class NodePods:

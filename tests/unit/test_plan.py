@@ -81,3 +81,16 @@ def test_long_names_give_short_interface_names(tmp_path):
     p = plan.plan(model.load(path))
     assert all(len(v.ifname) <= 15 for v in p.base.veths)
     assert len({v.ifname for v in p.base.veths}) == len(p.base.veths)
+
+
+def test_split_puts_etcd_first_and_loses_nothing():
+    p = plan.plan(model.load(REFERENCE))
+    first, rest = p.base.split({"flannel-vxlan-underlay", "flannel-vxlan-etcd"})
+    assert [b.ifname for b in first.bridges] == ["br0"]
+    assert [v.peer_netns for v in first.veths] == ["flannel-vxlan-etcd"]
+    assert {a.netns for a in first.addresses} == {"flannel-vxlan-etcd"}
+    assert {v.peer_netns for v in rest.veths} == {"flannel-vxlan-master", "flannel-vxlan-minion"}
+    for name in ("bridges", "veths", "addresses", "routes", "sysctls"):
+        assert sorted(map(repr, getattr(first, name) + getattr(rest, name))) == sorted(
+            map(repr, getattr(p.base, name))
+        )
