@@ -76,22 +76,24 @@ def status(c, lab=None):
 @cli.friendly
 def exec(c, name, lab=""):
     """Run a command inside a node or pod: inv exec pod1 -- ping -c 3 172.16.57.15"""
+    from labnet import etcd_server
     from labnet import lab as labs
 
     argv = cli.require_argv(cli.argv_after_dashes(c.remainder), "inv exec NAME -- COMMAND [ARGS]")
     place = labs.find(name, lab or None)
     sys.stdout.flush()
-    os.execvp("ip", labs.exec_argv(place, argv))
+    os.execvpe("ip", labs.exec_argv(place, argv), etcd_server.tools_env())
 
 
 @task(help={"name": "node or pod name", "lab": "lab name, when several labs are up"})
 @cli.friendly
 def shell(c, name, lab=""):
     """Open an interactive shell inside a node or pod (exit to leave)."""
+    from labnet import etcd_server
     from labnet import lab as labs
 
     place = labs.find(name, lab or None)
-    env = dict(os.environ, PS1=f"[{place.lab}:{place.name}] \\w# ")
+    env = dict(etcd_server.tools_env(), PS1=f"[{place.lab}:{place.name}] \\w# ")
     os.execvpe("ip", labs.exec_argv(place, ["bash", "--norc", "-i"]), env)
 
 

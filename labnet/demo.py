@@ -34,8 +34,8 @@ def show(place: lab.Place, argv: list[str], highlight: tuple[str, ...] = (), **k
     return out
 
 
-def etcdctl(place: lab.Place, endpoint: str, *args: str) -> list[str]:
-    return [etcd_server.etcdctl_binary(), "--endpoints", endpoint, *args]
+def etcdctl(endpoint: str, *args: str) -> list[str]:
+    return ["etcdctl", "--endpoints", endpoint, *args]
 
 
 def tour(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
@@ -62,8 +62,9 @@ def tour(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
     show(master, ["ip", "neigh", "show", "dev", "flannel.1"], (pod3_ip.replace(".", r"\."),))
     show(
         etcd,
-        etcdctl(etcd, endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/"),
+        etcdctl(endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/"),
         (minion_ip.replace(".", r"\."),),
+        env=etcd_server.tools_env(),
     )
     step("d) encapsulation: the FDB gives the outer destination")
     show(master, ["bridge", "fdb", "show", "dev", "flannel.1"], ("self permanent",))

