@@ -12,7 +12,7 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
-from .errors import EXIT_BAD_INPUT, LabnetError
+from .errors import LabnetError
 
 
 def debug() -> bool:
@@ -93,6 +93,3 @@ def progress(title: str) -> Iterator[Callable[[str], None]]:
     finally:
         spinner.stop()
     console.print(f"[dim]{title}: {time.perf_counter() - started:.2f} s[/dim]")
-
-
-EXIT_USAGE = EXIT_BAD_INPUT

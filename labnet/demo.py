@@ -46,8 +46,7 @@ def tour(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
     etcd = lab.find("etcd", lab_name)
     pod3_ip = st.nodes["minion"]["pods"]["pod3"]
     minion_ip = st.nodes["minion"]["public_ip"]
-    etcd_rec = next(p for p in st.processes if p.kind == "etcd")
-    endpoint = etcd_rec.argv[etcd_rec.argv.index("--listen-client-urls") + 1]
+    endpoint = st.etcd
 
     step("a) leaving the pod: pod1's routes")
     show(pod1, ["ip", "route"], ("^default",))

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from . import netns
 from .errors import EnvironmentProblem, LabFailure
+from .model import ETCD_CLIENT_PORT
 
-CLIENT_PORT = 2379
+CLIENT_PORT = ETCD_CLIENT_PORT
 PEER_URL = "http://127.0.0.1:2380"  # single member: its peer URL stays on the namespace's lo
 
 

@@ -143,6 +143,7 @@ def _start_etcd(topo: Topology, st: state.LabState) -> state.ProcessRecord:
     argv = etcd_server.argv(exe, topo.name, str(topo.etcd.address), lab_dir / "etcd")
     rec = processes.spawn("etcd", "etcd", ns, argv, lab_dir / "etcd.log")
     st.processes.append(rec)
+    st.etcd = f"http://{topo.etcd.address}:{etcd_server.CLIENT_PORT}"
     state.save(st)
     return rec
 
@@ -287,7 +288,7 @@ def down_all() -> list[teardown.DownReport]:
 def load_state(lab: str) -> state.LabState:
     st = state.load(lab)
     if st is None:
-        raise InputError(f"no lab named {lab!r} is up", teardown._hint_labs())
+        raise InputError(f"no lab named {lab!r} is up", teardown.hint_labs())
     return st
 
 
@@ -365,8 +366,7 @@ def status(lab: str) -> Status:
     leases: dict[str, dict] = {}
     etcd_rec = next((p for p in st.processes if p.kind == "etcd"), None)
     if etcd_rec and alive.get(etcd_rec.name):
-        listen = etcd_rec.argv[etcd_rec.argv.index("--listen-client-urls") + 1]
-        host = listen.removeprefix("http://").split(":")[0]
+        host = st.etcd.removeprefix("http://").split(":")[0]
         gw = etcd_server.Gateway(etcd_rec.netns, host)
         try:
             for key, kv in gw.get_prefix(f"{FLANNEL_PREFIX}/subnets/").items():

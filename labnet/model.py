@@ -21,6 +21,7 @@ FLANNEL_PREFIX = "/coreos.com/network"
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
 FIRST_NODE_HOST = 145  # article's minion is 10.46.181.146; nodes count from .145
 ETCD_HOST = 10
+ETCD_CLIENT_PORT = 2379
 
 
 @dataclass(frozen=True)

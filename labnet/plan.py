@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from .model import Node, Topology
+from .model import ETCD_CLIENT_PORT, Node, Topology
 
 UNDERLAY_BRIDGE = "br0"
 IFNAMSIZ = 15
@@ -186,7 +186,7 @@ def _underlay(topo: Topology) -> Steps:
 
 def _daemons(topo: Topology) -> list[Daemon]:
     lab, fl = topo.name, topo.flannel
-    endpoint = f"http://{topo.etcd.address}:2379"
+    endpoint = f"http://{topo.etcd.address}:{ETCD_CLIENT_PORT}"
     out = [
         Daemon(
             "etcd",

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from .lab import Status
+from .lab import Status, places
 from .model import Topology
 from .plan import LabPlan
 
@@ -90,18 +90,16 @@ def labs_table(rows: Iterable[tuple[str, str, str]]) -> Table:
 
 def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
     st = s.state
-    places = Table(title=f"lab {st.lab}: namespaces")
+    where = Table(title=f"lab {st.lab}: namespaces")
     for col in ("name", "role", "namespace", "addresses", "present"):
-        places.add_column(col)
-    for ns in st.namespaces:
-        name = ns[len(st.lab) + 1 :]
-        role = "node" if name in st.nodes else name if name in ("etcd", "underlay") else "pod"
-        ok = s.namespaces_present.get(ns, False)
-        places.add_row(
-            name,
-            role,
-            ns,
-            "\n".join(addresses.get(ns, [])),
+        where.add_column(col)
+    for p in places(st):
+        ok = s.namespaces_present.get(p.netns, False)
+        where.add_row(
+            p.name,
+            p.role,
+            p.netns,
+            "\n".join(addresses.get(p.netns, [])),
             Text("yes" if ok else "MISSING", style="green" if ok else "bold red"),
         )
     procs = Table(title="processes")
@@ -125,7 +123,7 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
         except (ValueError, KeyError):
             ip, mac = "?", "?"
         leases.add_row(key, ip, mac, f"{lease['ttl']} s" if lease["ttl"] is not None else "-")
-    return [places, procs, leases]
+    return [where, procs, leases]
 
 
 # ---------------------------------------------------------------- transcripts

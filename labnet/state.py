@@ -39,6 +39,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
     nodes: dict[str, dict] = field(default_factory=dict)  # node -> subnet, pods, netns
+    etcd: str = ""  # client URL, e.g. http://10.46.181.10:2379 (reached inside the lab only)
 
     @classmethod
     def from_dict(cls, data: dict) -> LabState:

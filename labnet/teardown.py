@@ -49,7 +49,7 @@ def teardown(st: state.LabState) -> DownReport:
 
 def down(lab: str) -> DownReport:
     if not state.lab_dir(lab).exists():
-        raise InputError(f"no lab named {lab!r} is up", _hint_labs())
+        raise InputError(f"no lab named {lab!r} is up", hint_labs())
     with state.locked(lab):
         st = state.load(lab)
         if st is None:
@@ -57,6 +57,6 @@ def down(lab: str) -> DownReport:
         return teardown(st)
 
 
-def _hint_labs() -> str:
+def hint_labs() -> str:
     up = state.labs()
     return f"labs up: {', '.join(up)}" if up else "no lab is up"

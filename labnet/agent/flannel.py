@@ -17,6 +17,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -414,7 +415,8 @@ class Agent:
 
     def handle_miss(self, msg) -> None:
         dst, lladdr = msg.get_attr("NDA_DST"), msg.get_attr("NDA_LLADDR")
-        if dst and not lladdr:
+        # An L3 miss names a destination; a probe of a stale entry also carries its old lladdr
+        if msg.get("family") == socket.AF_INET and dst and IPv4Address(dst) in self.network:
             self.l3_miss(dst)
         elif lladdr:
             log("l2-miss", lladdr=lladdr, note="FDB entries come from lease events")

@@ -64,8 +64,7 @@ def test_miss_mode_lease_removal_clears_neighbour_and_fdb(root_required, tmp_pat
         name = result.lab
         assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", "172.16.57.15")
         assert "172.16.57.15" in sh(name, "master", "ip", "neigh", "show", "dev", "flannel.1")
-        etcd = next(p for p in result.state.processes if p.kind == "etcd")
-        endpoint = etcd.argv[etcd.argv.index("--listen-client-urls") + 1]
+        endpoint = result.state.etcd
         sh(
             name,
             "etcd",

@@ -49,8 +49,7 @@ def test_c_app_solicit_and_minion_device(reference_lab):
 
 def test_c_etcd_lease_key_and_json(reference_lab):
     st = state.load(LAB)
-    etcd = next(p for p in st.processes if p.kind == "etcd")
-    endpoint = etcd.argv[etcd.argv.index("--listen-client-urls") + 1]
+    endpoint = st.etcd
     out = sh(
         LAB,
         "etcd",

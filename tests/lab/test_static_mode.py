@@ -75,8 +75,7 @@ def test_a_lease_that_disappears_takes_its_entries_with_it(static_lab):
     st = static_lab.state
     minion = node(st, "minion")
     key = "/coreos.com/network/subnets/" + minion["subnet"].replace("/", "-")
-    etcd = next(p for p in st.processes if p.kind == "etcd")
-    endpoint = etcd.argv[etcd.argv.index("--listen-client-urls") + 1]
+    endpoint = st.etcd
     out = sh(
         LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get", key, "-w", "json"
     )
