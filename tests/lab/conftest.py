@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labnet import lab, state
+from labnet import etcd_server, lab, state
 from tests.conftest import REFERENCE
 
 pytestmark = pytest.mark.lab
@@ -37,6 +37,12 @@ def sh(lab_name: str, name: str, *argv: str, check: bool = True) -> str:
     if check:
         assert proc.returncode == 0, f"{argv} in {name}: {proc.stdout}{proc.stderr}"
     return proc.stdout + proc.stderr
+
+
+def etcdctl(lab_name: str, *args: str) -> str:
+    """etcd's own client, run inside the lab's etcd namespace against the lab's etcd."""
+    endpoint = state.load(lab_name).etcd
+    return sh(lab_name, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, *args)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from labnet import lab, netns, processes, state
 from tests.conftest import run_inv
 from tests.lab import rootns
-from tests.lab.conftest import sh, variant
+from tests.lab.conftest import etcdctl, fresh_lab, sh, variant
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-clean"
@@ -56,21 +56,13 @@ def test_miss_mode_lease_removal_clears_neighbour_and_fdb(root_required, tmp_pat
     """A lease that disappears from etcd takes the remote node's entries with it."""
     import time
 
-    from labnet import etcd_server
-    from tests.lab.conftest import fresh_lab
-
     path = variant(tmp_path_factory, "flannel-expire", {})
     with fresh_lab(path) as result:
         name = result.lab
         assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", "172.16.57.15")
         assert "172.16.57.15" in sh(name, "master", "ip", "neigh", "show", "dev", "flannel.1")
-        endpoint = result.state.etcd
-        sh(
+        etcdctl(
             name,
-            "etcd",
-            etcd_server.etcdctl_binary(),
-            "--endpoints",
-            endpoint,
             "del",
             "/coreos.com/network/subnets/172.16.57.0-24",
         )

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from labnet import etcd_server, lab, netns, state
+from labnet import lab, netns, state
 from tests.conftest import REFERENCE, run_inv
-from tests.lab.conftest import sh
+from tests.lab.conftest import etcdctl, sh
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-vxlan"
@@ -48,14 +48,8 @@ def test_c_app_solicit_and_minion_device(reference_lab):
 
 
 def test_c_etcd_lease_key_and_json(reference_lab):
-    st = state.load(LAB)
-    endpoint = st.etcd
-    out = sh(
+    out = etcdctl(
         LAB,
-        "etcd",
-        etcd_server.etcdctl_binary(),
-        "--endpoints",
-        endpoint,
         "get",
         "/coreos.com/network/subnets/172.16.57.0-24",
     )
@@ -68,36 +62,24 @@ def test_c_etcd_lease_key_and_json(reference_lab):
         "BackendData": {"VtepMAC": mac},
     }
     assert value == json.dumps(json.loads(value), separators=(",", ":"))  # Go's compact JSON
-    config = sh(
+    config = etcdctl(
         LAB,
-        "etcd",
-        etcd_server.etcdctl_binary(),
-        "--endpoints",
-        endpoint,
         "get",
         "--print-value-only",
         "/coreos.com/network/config",
     )
     assert json.loads(config)["Backend"] == {"Type": "vxlan", "VNI": 1, "Port": 8472}
     # the lease carries flannel's 24 h TTL
-    lease = sh(
+    lease = etcdctl(
         LAB,
-        "etcd",
-        etcd_server.etcdctl_binary(),
-        "--endpoints",
-        endpoint,
         "get",
         "/coreos.com/network/subnets/172.16.57.0-24",
         "-w",
         "json",
     )
     lease_id = json.loads(lease)["kvs"][0]["lease"]
-    ttl = sh(
+    ttl = etcdctl(
         LAB,
-        "etcd",
-        etcd_server.etcdctl_binary(),
-        "--endpoints",
-        endpoint,
         "lease",
         "timetolive",
         format(lease_id, "x"),
@@ -164,7 +146,7 @@ def test_cli_exec_logs_status(reference_lab):
     assert status.returncode == 0, status.stderr
     assert "/coreos.com/network/subnets/172.16.57.0-24" in status.stdout
     assert "running" in status.stdout and "DEAD" not in status.stdout
-    etcdctl = run_inv(
+    keys = run_inv(
         "exec",
         "etcd",
         "--",
@@ -176,8 +158,8 @@ def test_cli_exec_logs_status(reference_lab):
         "--keys-only",
         "/coreos.com/network/subnets",
     )
-    assert etcdctl.returncode == 0, etcdctl.stderr
-    assert "/coreos.com/network/subnets/172.16.99.0-24" in etcdctl.stdout
+    assert keys.returncode == 0, keys.stderr
+    assert "/coreos.com/network/subnets/172.16.99.0-24" in keys.stdout
     logs = run_inv("logs", "master")
     assert logs.returncode == 0 and "lease-acquired" in logs.stdout
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from labnet import etcd_server, state
-from tests.lab.conftest import fresh_lab, sh, variant
+from labnet import state
+from tests.lab.conftest import etcdctl, fresh_lab, sh, variant
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-static"
@@ -75,12 +75,9 @@ def test_a_lease_that_disappears_takes_its_entries_with_it(static_lab):
     st = static_lab.state
     minion = node(st, "minion")
     key = "/coreos.com/network/subnets/" + minion["subnet"].replace("/", "-")
-    endpoint = st.etcd
-    out = sh(
-        LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "get", key, "-w", "json"
-    )
+    out = etcdctl(LAB, "get", key, "-w", "json")
     mac = json.loads(_value(out))["BackendData"]["VtepMAC"]
-    sh(LAB, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, "del", key)
+    etcdctl(LAB, "del", key)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         fdb = sh(LAB, "master", "bridge", "fdb", "show", "dev", "flannel.1")
