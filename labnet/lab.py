@@ -58,7 +58,7 @@ def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
         if existing and is_healthy(existing):
             return UpResult(topo.name, True, 0.0, existing)
         if existing:
-            progress("removing the remains of an earlier, unfinished build")
+            progress("the lab is half built or unhealthy: removing it to rebuild")
             teardown.teardown(existing)
             state.lab_dir(topo.name).mkdir(parents=True, exist_ok=True)
         st = state.LabState(topo.name, str(Path(topology_path).resolve()))
