@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from . import etcd_server, model, netns, plan, preflight, processes, state, teardown
 from .errors import InputError, LabFailure
 from .model import FLANNEL_PREFIX, Topology
-from .realize import Kernel, apply, create_namespace
+from .realize import Kernel, apply, apply_rules, create_namespace
 
 Progress = Callable[[str], None]
 WAIT_AGENTS = 20.0  # seconds; a slow machine under load still leases in well under this
@@ -107,12 +108,62 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
             gateway.close()
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
-        for node in topo.nodes:
-            _docker_and_pods(kernel, topo, lab_plan, node, envs[node.name], st)
-        progress("waiting for FDB entries")
+        built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
+        pod_ips = {pod: ip for b in built for pod, ip in b.pods.items()}
+        progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
+        apply_rules(
+            [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
+        )
+        workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
+        if workloads:
+            progress(f"containers and servers ({len(workloads)})")
+            _start_workloads(topo, workloads, st)
+        state.save(st)
+        progress("waiting for FDB entries and listeners")
         _wait_fdb(kernel, topo, st)
+        _wait_listening(topo, workloads, st)
     st.status = "up"
     state.save(st)
+
+
+def workload_log(lab: str, name: str) -> Path:
+    return state.lab_dir(lab) / "workloads" / (name.replace("/", "_") + ".log")
+
+
+def _start_workloads(topo: Topology, daemons: list[plan.Daemon], st: state.LabState) -> None:
+    """Containers of pods and servers of external hosts, forked like the agents."""
+    from . import workload
+
+    (state.lab_dir(topo.name) / "workloads").mkdir(exist_ok=True)
+    for d in daemons:
+        name, log = d.setting("hostname"), workload_log(topo.name, d.name)
+        listeners = [(p, int(n)) for p, n in (s.split(":") for s in d.setting("serve").split())]
+        run = (lambda name=name, ls=listeners: workload.serve(name, ls)) if listeners else None
+        if d.kind == "container":
+            command = json.loads(d.setting("command"))
+            rec = processes.fork_container(d.name, d.netns, name, log, run, command)
+        else:
+            rec = processes.fork_into(d.name, "server", d.netns, log, run, ["server", d.name])
+        st.processes.append(rec)
+
+
+def _wait_listening(topo: Topology, daemons: list[plan.Daemon], st: state.LabState) -> None:
+    """Each built-in server logs `listening` once per socket it has bound."""
+    recs = {p.name: p for p in st.processes}
+    deadline = time.monotonic() + WAIT_AGENTS
+    pending = {d.name: len(d.setting("serve").split()) for d in daemons}
+    while pending:
+        for name, want in list(pending.items()):
+            log = workload_log(topo.name, name)
+            text = log.read_text() if log.exists() else ""
+            if text.count(" listening ") >= want:
+                del pending[name]
+            elif not processes.alive(recs[name]):
+                raise LabFailure(f"{name} exited: {_log_tail(log)}")
+        if pending and time.monotonic() > deadline:
+            raise LabFailure(f"not listening after {WAIT_AGENTS:.0f} s: {', '.join(pending)}")
+        if pending:
+            time.sleep(0.005)
 
 
 def _import_agent() -> None:
@@ -166,6 +217,7 @@ def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) ->
             None if pinned == "lease" else pinned,
             d.setting("mode"),
             str(ndir),
+            d.setting("ipmasq") == "true",
         )
         rec = processes.fork_into(
             d.name,
@@ -225,7 +277,7 @@ def _docker_and_pods(
     node: model.Node,
     env: dict[str, str],
     st: state.LabState,
-) -> None:
+) -> plan.NodePods:
     """What docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU."""
     subnet = IPv4Network(env["FLANNEL_SUBNET"], strict=False)
     node_pods = plan.plan_node_pods(topo, node, subnet, int(env["FLANNEL_MTU"]))
@@ -237,13 +289,14 @@ def _docker_and_pods(
             f"{node.name}: subnet.env says {env['FLANNEL_SUBNET']} mtu {env['FLANNEL_MTU']}, "
             f"docker0 was built for {planned.subnet} mtu {topo.flannel_mtu}"
         )
-    st.nodes[node.name] = {
+    st.nodes[node.name] = {  # what status, exec and the tests read
         "netns": plan.netns_name(topo.name, node.name),
         "subnet": node_pods.subnet,
         "public_ip": str(node.address),
         "pods": node_pods.pods,
         "mtu": int(env["FLANNEL_MTU"]),
     }
+    return node_pods
 
 
 def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:

@@ -75,10 +75,73 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Serve:
+    """One listener of the built-in server (labnet.workload)."""
+
+    proto: str  # tcp | http | udp
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.proto}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    serve: tuple[Serve, ...]
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Pod:
     name: str
     node: str
     address: IPv4Address | None  # None: next free host of the node's subnet
+    containers: tuple[Container, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExternalHost:
+    name: str
+    address: IPv4Address
+    serve: tuple[Serve, ...]
+
+
+@dataclass(frozen=True)
+class External:
+    """Hosts outside the cluster behind a gateway; addresses that exist only in the lab."""
+
+    gateway: IPv4Address  # on the underlay: the nodes' default route
+    subnet: IPv4Network  # behind the gateway, which holds its first address
+    hosts: tuple[ExternalHost, ...]
+
+    @property
+    def gateway_inside(self) -> IPv4Address:
+        return self.subnet.network_address + 1
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str  # may be empty: kube-proxy then names it "ns/svc:"
+    port: int
+    target_port: int
+    protocol: str  # tcp | udp
+    node_port: int | None
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    cluster_ip: IPv4Address
+    type: str  # ClusterIP | NodePort
+    affinity: str  # None | ClientIP
+    ports: tuple[ServicePort, ...]
+    endpoints: tuple[str, ...]  # pod names
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -90,6 +153,8 @@ class Topology:
     flannel: Flannel
     nodes: tuple[Node, ...]
     pods: tuple[Pod, ...] = field(default_factory=tuple)
+    external: External | None = None
+    services: tuple[Service, ...] = field(default_factory=tuple)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -268,23 +333,29 @@ def _build_flannel(raw: dict, loc: _Locator) -> Flannel:
     )
 
 
+RESERVED = ("etcd", "underlay", "gateway")
+
+
+def _named_items(data: dict) -> list[tuple[tuple, dict]]:
+    items = [((s, i), x) for s in ("nodes", "pods") for i, x in enumerate(data.get(s, []))]
+    hosts = data.get("external", {}).get("hosts", [])
+    return items + [(("external", "hosts", i), x) for i, x in enumerate(hosts)]
+
+
 def _check_unique_names(data: dict, loc: _Locator) -> None:
-    seen: dict[str, tuple] = {"etcd": (), "underlay": ()}
-    for section in ("nodes", "pods"):
-        for i, item in enumerate(data.get(section, [])):
-            name = item["name"]
-            if name in seen:
-                what = (
-                    "a reserved name"
-                    if seen[name] == ()
-                    else f"already used at {_dotted(seen[name])}"
-                )
-                raise loc.error(
-                    (section, i, "name"),
-                    f"duplicate name {name!r} ({what})",
-                    "node and pod names must be unique in a lab",
-                )
-            seen[name] = (section, i, "name")
+    seen: dict[str, tuple] = {name: () for name in RESERVED}
+    for where, item in _named_items(data):
+        name, path = item["name"], (*where, "name")
+        if name in seen:
+            what = (
+                "a reserved name" if seen[name] == () else f"already used at {_dotted(seen[name])}"
+            )
+            raise loc.error(
+                path,
+                f"duplicate name {name!r} ({what})",
+                "node, pod and host names must be unique in a lab",
+            )
+        seen[name] = path
 
 
 def _host_in(net: IPv4Network, addr: IPv4Address, loc: _Locator, path: tuple, what: str) -> None:
@@ -356,8 +427,189 @@ def _build_pods(data: dict, nodes: tuple[Node, ...], loc: _Locator) -> tuple[Pod
             if addr in addrs:
                 raise loc.error(apath, f"{addr} is already used at {_dotted(addrs[addr])}")
             addrs[addr] = apath
-        pods.append(Pod(raw["name"], node.name, addr))
+        containers = _build_containers(raw.get("containers", []), path, loc)
+        pods.append(Pod(raw["name"], node.name, addr, containers))
     return tuple(pods)
+
+
+def _serve(specs: list[str]) -> tuple[Serve, ...]:
+    return tuple(Serve(proto, int(port)) for proto, port in (s.split(":") for s in specs))
+
+
+def _check_listeners(serve: tuple[Serve, ...], seen: dict, loc: _Locator, path: tuple) -> None:
+    """Two listeners on one port and protocol cannot share a network namespace."""
+    for i, s in enumerate(serve):
+        key = ("udp" if s.proto == "udp" else "tcp", s.port)
+        if not 0 < s.port < 65536:
+            raise loc.error((*path, i), f"port {s.port} is out of range")
+        if key in seen:
+            raise loc.error(
+                (*path, i),
+                f"{s} is already served at {_dotted(seen[key])}",
+                "containers of a pod share its network namespace and its ports",
+            )
+        seen[key] = (*path, i)
+
+
+def _build_containers(raw: list[dict], pod_path: tuple, loc: _Locator) -> tuple[Container, ...]:
+    out, names, ports = [], set(), {}
+    for i, c in enumerate(raw):
+        path = (*pod_path, "containers", i)
+        if c["name"] in names:
+            raise loc.error((*path, "name"), f"duplicate container name {c['name']!r}")
+        names.add(c["name"])
+        if not c.get("serve") and not c.get("command"):
+            raise loc.error(
+                path,
+                "a container needs `serve` or `command`",
+                "e.g. serve: [http:8080] or command: [sleep, infinity]",
+            )
+        serve = _serve(c.get("serve", []))
+        _check_listeners(serve, ports, loc, (*path, "serve"))
+        out.append(Container(c["name"], serve, tuple(c.get("command", []))))
+    return tuple(out)
+
+
+def _build_external(
+    data: dict,
+    underlay: Underlay,
+    networks: list[tuple[IPv4Network, str]],
+    loc: _Locator,
+    used: dict,
+) -> External | None:
+    raw = data.get("external")
+    if raw is None:
+        return None
+    gw = IPv4Address(raw.get("gateway", str(underlay.subnet.network_address + 1)))
+    _host_in(underlay.subnet, gw, loc, ("external", "gateway"), "the underlay subnet")
+    if gw in used:
+        raise loc.error(("external", "gateway"), f"{gw} is already used at {_dotted(used[gw])}")
+    used[gw] = ("external", "gateway")
+    subnet = IPv4Network(raw.get("subnet", "203.0.113.0/24"))
+    for net, what in networks:
+        if subnet.overlaps(net):
+            raise loc.error(("external", "subnet"), f"{subnet} overlaps {what} {net}")
+    hosts, addrs = [], {subnet.network_address + 1: ("external", "subnet")}
+    for i, h in enumerate(raw.get("hosts", [])):
+        path = ("external", "hosts", i, "address")
+        addr = IPv4Address(h["address"])
+        _host_in(subnet, addr, loc, path, "the external subnet")
+        if addr in addrs:
+            what = "the gateway" if addrs[addr] == ("external", "subnet") else _dotted(addrs[addr])
+            raise loc.error(path, f"{addr} is already used by {what}")
+        addrs[addr] = path
+        serve = _serve(h.get("serve", []))
+        _check_listeners(serve, {}, loc, ("external", "hosts", i, "serve"))
+        hosts.append(ExternalHost(h["name"], addr, serve))
+    return External(gw, subnet, tuple(hosts))
+
+
+def _build_service_ports(raw: list[dict], path: tuple, loc: _Locator) -> tuple[ServicePort, ...]:
+    out, seen, names = [], {}, set()
+    for i, p in enumerate(raw):
+        ppath = (*path, i)
+        name, proto = p.get("name", ""), p.get("protocol", "tcp")
+        if (p["port"], proto) in seen:
+            raise loc.error(
+                (*ppath, "port"),
+                f"duplicate port {p['port']}/{proto}",
+                f"already declared at {_dotted(seen[(p['port'], proto)])}",
+            )
+        seen[(p["port"], proto)] = ppath
+        if len(raw) > 1 and not name:
+            raise loc.error(ppath, "ports of a service with several ports need a name")
+        if name in names:
+            raise loc.error((*ppath, "name"), f"duplicate port name {name!r}")
+        names.add(name)
+        out.append(
+            ServicePort(name, p["port"], p.get("targetPort", p["port"]), proto, p.get("nodePort"))
+        )
+    return tuple(out)
+
+
+def _build_services(
+    data: dict, pods: tuple[Pod, ...], networks: list[tuple[IPv4Network, str]], loc: _Locator
+) -> tuple[Service, ...]:
+    pod_names = {p.name for p in pods}
+    out, ips, node_ports = [], {}, {}
+    for i, raw in enumerate(data.get("services", [])):
+        path = ("services", i)
+        ip = IPv4Address(raw["clusterIP"])
+        for net, what in networks:
+            if ip in net:
+                raise loc.error(
+                    (*path, "clusterIP"),
+                    f"cluster IP {ip} is inside {what} {net}",
+                    "cluster IPs live only in iptables: pick a range of their own, "
+                    "like the article's 192.168.3.0/24",
+                )
+        if ip in ips:
+            raise loc.error(
+                (*path, "clusterIP"), f"{ip} is already the cluster IP of {_dotted(ips[ip])}"
+            )
+        ips[ip] = path
+        kind = raw.get("type", "ClusterIP")
+        ports = _build_service_ports(raw["ports"], (*path, "ports"), loc)
+        for j, port in enumerate(ports):
+            ppath = (*path, "ports", j, "nodePort")
+            if port.node_port is not None and kind != "NodePort":
+                raise loc.error(ppath, "nodePort is only for services of type NodePort")
+            if port.node_port in node_ports:
+                raise loc.error(
+                    ppath,
+                    f"nodePort {port.node_port} is already used at "
+                    f"{_dotted(node_ports[port.node_port])}",
+                )
+            if port.node_port is not None:
+                node_ports[port.node_port] = ppath
+        for j, ep in enumerate(raw["endpoints"]):
+            if ep not in pod_names:
+                raise loc.error(
+                    (*path, "endpoints", j),
+                    f"endpoint {ep!r} is not a pod",
+                    "endpoints are names of pods in this topology",
+                )
+        namespace, name = raw["name"].split("/")
+        out.append(
+            Service(
+                namespace,
+                name,
+                ip,
+                kind,
+                raw.get("sessionAffinity", "None"),
+                ports,
+                tuple(raw["endpoints"]),
+            )
+        )
+    return tuple(_assign_node_ports(out, node_ports))
+
+
+NODE_PORT_BASE = 30000
+
+
+def _assign_node_ports(services: list[Service], taken: dict) -> list[Service]:
+    """NodePort services without a nodePort get the next free one, as the API server does."""
+    free = (p for p in range(NODE_PORT_BASE, 32768) if p not in taken)
+    out = []
+    for svc in services:
+        if svc.type == "NodePort":
+            ports = tuple(
+                p
+                if p.node_port
+                else ServicePort(p.name, p.port, p.target_port, p.protocol, next(free))
+                for p in svc.ports
+            )
+            svc = Service(
+                svc.namespace,
+                svc.name,
+                svc.cluster_ip,
+                svc.type,
+                svc.affinity,
+                ports,
+                svc.endpoints,
+            )
+        out.append(svc)
+    return out
 
 
 def _build(data: dict, loc: _Locator) -> Topology:
@@ -381,7 +633,14 @@ def _build(data: dict, loc: _Locator) -> Topology:
     nodes = _build_nodes(data, underlay, flannel, loc, used)
     pods = _build_pods(data, nodes, loc)
     etcd = Etcd(etcd_addr, raw_etcd.get("binary"))
-    return Topology(data["name"], loc.file, underlay, etcd, flannel, nodes, pods)
+    networks = [(flannel.network, "the flannel network"), (underlay.subnet, "the underlay")]
+    external = _build_external(data, underlay, networks, loc, used)
+    if external:
+        networks.append((external.subnet, "the external subnet"))
+    services = _build_services(data, pods, networks, loc)
+    return Topology(
+        data["name"], loc.file, underlay, etcd, flannel, nodes, pods, external, services
+    )
 
 
 def load(path: str | Path) -> Topology:

@@ -11,12 +11,14 @@ The plan has two parts, in the order a real node comes up:
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from .model import ETCD_CLIENT_PORT, Node, Topology
 
 UNDERLAY_BRIDGE = "br0"
+EXTERNAL_BRIDGE = "br0"  # in the gateway's namespace: the segment of the external hosts
 IFNAMSIZ = 15
 PROTO_BOOT = 3  # what `ip route add` uses; `ip route` then prints no "proto" word
 
@@ -71,6 +73,15 @@ class Sysctl:
 
 
 @dataclass(frozen=True)
+class Rules:
+    """An iptables-restore --noflush input for one namespace, written by `owner`."""
+
+    netns: str
+    owner: str  # docker | flannel | kube-proxy
+    text: str
+
+
+@dataclass(frozen=True)
 class Daemon:
     name: str
     kind: str  # etcd | flannel
@@ -90,6 +101,7 @@ class Steps:
     addresses: list[Address] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     sysctls: list[Sysctl] = field(default_factory=list)
+    rules: list[Rules] = field(default_factory=list)  # applied apart: after subnet.env
 
     def split(self, namespaces: set[str]) -> tuple[Steps, Steps]:
         """(what belongs to `namespaces`, the rest). A veth belongs to its peer's namespace."""
@@ -98,7 +110,7 @@ class Steps:
             return getattr(obj, "peer_netns", getattr(obj, "netns", None)) in namespaces
 
         parts = {}
-        for name in ("bridges", "veths", "addresses", "routes", "sysctls"):
+        for name in ("bridges", "veths", "addresses", "routes", "sysctls", "rules"):
             items = getattr(self, name)
             parts[name] = ([x for x in items if mine(x)], [x for x in items if not mine(x)])
         return (
@@ -157,6 +169,9 @@ def _namespaces(topo: Topology) -> list[Namespace]:
     ]
     out += [Namespace(netns_name(lab, n.name), "node", n.name) for n in topo.nodes]
     out += [Namespace(netns_name(lab, p.name), "pod", p.name) for p in topo.pods]
+    if topo.external:
+        out.append(Namespace(netns_name(lab, "gateway"), "gateway", "gateway"))
+        out += [Namespace(netns_name(lab, h.name), "external", h.name) for h in topo.external.hosts]
     return out
 
 
@@ -166,7 +181,7 @@ def _base_sysctls(namespaces: list[Namespace]) -> list[Sysctl]:
     for ns in namespaces:
         out.append(Sysctl(ns.name, "net/ipv6/conf/all/disable_ipv6", "1"))
         out.append(Sysctl(ns.name, "net/ipv6/conf/default/disable_ipv6", "1"))
-        if ns.role == "node":
+        if ns.role in ("node", "gateway"):
             out.append(Sysctl(ns.name, "net/ipv4/ip_forward", "1"))
     return out
 
@@ -177,11 +192,36 @@ def _underlay(topo: Topology) -> Steps:
     steps = Steps(bridges=[Bridge(ul_ns, UNDERLAY_BRIDGE, ul.mtu)])
     hosts = [("etcd", "eth0", topo.etcd.address)]
     hosts += [(n.name, n.iface, n.address) for n in topo.nodes]
+    if topo.external:
+        hosts.append(("gateway", "eth0", topo.external.gateway))
     for name, iface, addr in hosts:
         ns = netns_name(lab, name)
         steps.veths.append(Veth(ul_ns, _short("ul-", name), ns, iface, UNDERLAY_BRIDGE, ul.mtu))
         steps.addresses.append(Address(ns, iface, f"{addr}/{ul.subnet.prefixlen}"))
+    if topo.external:
+        _external(topo, steps)
     return steps
+
+
+def _external(topo: Topology, steps: Steps) -> None:
+    """A gateway on the underlay (the nodes' default route) and the hosts behind it.
+
+    The gateway has no default route itself: lab traffic can never leave the lab.
+    """
+    lab, ext = topo.name, topo.external
+    gw_ns = netns_name(lab, "gateway")
+    plen = ext.subnet.prefixlen
+    steps.bridges.append(Bridge(gw_ns, EXTERNAL_BRIDGE, topo.underlay.mtu))
+    steps.addresses.append(Address(gw_ns, EXTERNAL_BRIDGE, f"{ext.gateway_inside}/{plen}"))
+    for h in ext.hosts:
+        ns = netns_name(lab, h.name)
+        steps.veths.append(
+            Veth(gw_ns, _short("ex-", h.name), ns, "eth0", EXTERNAL_BRIDGE, topo.underlay.mtu)
+        )
+        steps.addresses.append(Address(ns, "eth0", f"{h.address}/{plen}"))
+        steps.routes.append(Route(ns, "default", str(ext.gateway_inside), "eth0"))
+    for n in topo.nodes:
+        steps.routes.append(Route(netns_name(lab, n.name), "default", str(ext.gateway), n.iface))
 
 
 def _daemons(topo: Topology) -> list[Daemon]:
@@ -203,8 +243,25 @@ def _daemons(topo: Topology) -> list[Daemon]:
             ("subnet", str(n.subnet) if n.subnet else "lease"),
             ("mode", fl.mode),
             ("device", fl.device),
+            ("ipmasq", "true" if fl.ipmasq else "false"),
         )
         out.append(Daemon(f"flanneld-{n.name}", "flannel", netns_name(lab, n.name), settings))
+    for p in topo.pods:
+        for c in p.containers:
+            settings = (
+                ("hostname", p.name),
+                ("serve", " ".join(map(str, c.serve))),
+                ("command", json.dumps(list(c.command))),
+            )
+            out.append(Daemon(f"{p.name}/{c.name}", "container", netns_name(lab, p.name), settings))
+    for h in topo.external.hosts if topo.external else ():
+        if h.serve:
+            settings = (
+                ("hostname", h.name),
+                ("serve", " ".join(map(str, h.serve))),
+                ("command", "[]"),
+            )
+            out.append(Daemon(f"{h.name}/server", "server", netns_name(lab, h.name), settings))
     return out
 
 
@@ -228,10 +285,55 @@ def plan_node_pods(topo: Topology, node: Node, subnet: IPv4Network, mtu: int) ->
     addrs = pod_addresses(topo, node, subnet)
     for pod, addr in addrs.items():
         pod_ns = netns_name(lab, pod)
-        steps.veths.append(Veth(node_ns, pod_veth_name(lab, pod), pod_ns, "eth0", node.bridge, mtu))
+        # hairpin: a pod reaching itself through its own service comes back on its own port
+        steps.veths.append(
+            Veth(node_ns, pod_veth_name(lab, pod), pod_ns, "eth0", node.bridge, mtu, hairpin=True)
+        )
         steps.addresses.append(Address(pod_ns, "eth0", f"{addr}/{subnet.prefixlen}"))
         steps.routes.append(Route(pod_ns, "default", str(gateway), "eth0"))
+    if topo.services:  # kube-proxy needs bridged traffic to see the nat table (br_netfilter)
+        steps.sysctls.append(Sysctl(node_ns, BRIDGE_NF_CALL_IPTABLES, "1"))
+    steps.rules.append(Rules(node_ns, "docker", docker_rules(str(subnet), node.bridge)))
     return NodePods(node.name, str(subnet), addrs, steps)
+
+
+BRIDGE_NF_CALL_IPTABLES = "net/bridge/bridge-nf-call-iptables"
+
+
+def docker_rules(subnet: str, bridge: str) -> str:
+    """What dockerd writes for its bridge: masquerade what leaves it, forward what it sends."""
+    return (
+        "*nat\n"
+        f"-A POSTROUTING -s {subnet} ! -o {bridge} -j MASQUERADE\n"
+        "COMMIT\n"
+        "*filter\n"
+        f"-A FORWARD -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+        f"-A FORWARD -i {bridge} ! -o {bridge} -j ACCEPT\n"
+        f"-A FORWARD -i {bridge} -o {bridge} -j ACCEPT\n"
+        "COMMIT\n"
+    )
+
+
+def flannel_ipmasq_rules(network: str, subnet: str) -> str:
+    """flanneld --ip-masq (network/ipmasq.go): no NAT inside the flannel network."""
+    return (
+        "*nat\n"
+        f"-A POSTROUTING -s {network} -d {network} -j RETURN\n"
+        f"-A POSTROUTING -s {network} ! -d 224.0.0.0/4 -j MASQUERADE\n"
+        f"-A POSTROUTING ! -s {network} -d {subnet} -j RETURN\n"
+        f"-A POSTROUTING ! -s {network} -d {network} -j MASQUERADE\n"
+        "COMMIT\n"
+    )
+
+
+def kube_proxy_rules(topo: Topology, pod_ips: dict[str, str]) -> list[Rules]:
+    """The same nat table on every node, as kube-proxy writes it."""
+    if not topo.services:
+        return []
+    from .kubeproxy import render
+
+    text = render(topo.services, pod_ips).restore_text()
+    return [Rules(netns_name(topo.name, n.name), "kube-proxy", text) for n in topo.nodes]
 
 
 def plan(topo: Topology) -> LabPlan:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +99,74 @@ def fork_into(
     with os.fdopen(read_fd, "rb") as r:
         r.read()
     return ProcessRecord(name, kind, ns, pid, starttime(pid) or 0, argv)
+
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 1 << 18
+PR_SET_PDEATHSIG = 1
+
+
+def _container_pid1(hostname: str, run: Callable[[], int] | None, command: list[str]) -> int:
+    """PID 1 of a container: its own /proc (so `ps` shows only its processes) and hostname."""
+    libc = netns._libc
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the container dies with its keeper
+    netns._check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private /")
+    netns._check(
+        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
+        "mount /proc",
+    )
+    socket.sethostname(hostname)
+    if command and run is None:
+        os.execvp(command[0], command)
+    if command:  # a command beside the server: it runs as a child of the server
+        subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    return run() if run else 0
+
+
+def _container_keeper(hostname: str, run: Callable[[], int] | None, command: list[str]) -> int:
+    """Runs in the pod's network namespace; makes new PID, mount and UTS namespaces, forks the
+    container's PID 1 into them and stays as its keeper: SIGTERM here stops the container."""
+    netns._check(netns._libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS), "unshare")
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            code = _container_pid1(hostname, run, command)
+        except BaseException as exc:  # noqa: BLE001 - report, never return into the keeper
+            os.write(2, f"container: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
+
+    def stop(_signum, _frame) -> None:
+        os.kill(child, signal.SIGKILL)  # PID 1 of a namespace ignores SIGTERM without a handler
+
+    signal.signal(signal.SIGTERM, stop)
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status) & 0xFF
+
+
+def fork_container(
+    name: str, ns: str, hostname: str, log: Path, run: Callable[[], int] | None, command: list[str]
+) -> ProcessRecord:
+    """A container of a pod: the pod's network namespace, its own PID, mount and UTS ones."""
+    return fork_into(
+        name,
+        "container",
+        ns,
+        log,
+        lambda: _container_keeper(hostname, run, command),
+        ["container", name],
+    )
+
+
+def container_pid1(rec: ProcessRecord) -> int | None:
+    """The container's PID 1 (seen from the host), the child of its keeper."""
+    try:
+        with open(f"/proc/{rec.pid}/task/{rec.pid}/children") as f:
+            children = f.read().split()
+    except FileNotFoundError:
+        return None
+    return int(children[0]) if children else None
 
 
 def _reap(pid: int) -> None:

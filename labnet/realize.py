@@ -6,10 +6,13 @@ the target namespace, so nothing ever appears in the root namespace, even for a 
 
 from __future__ import annotations
 
+import subprocess
+
 from pyroute2 import IPRoute
 
 from . import netns
-from .plan import PROTO_BOOT, Namespace, Steps
+from .errors import LabFailure
+from .plan import PROTO_BOOT, Namespace, Rules, Steps
 
 OWNER_MARK = "labnet:"  # ifalias of each namespace's lo: which lab owns it
 LO_INDEX = 1  # lo is the first link of every network namespace
@@ -104,3 +107,33 @@ def apply(kernel: Kernel, steps: Steps) -> None:
         kernel.ipr(r.netns).route(
             "add", gateway=r.gateway, oif=kernel.index(r.netns, r.ifname), proto=PROTO_BOOT, **dst
         )
+
+
+def restore(netns_name: str, text: str) -> subprocess.Popen:
+    """iptables-restore --noflush inside a namespace, as kube-proxy and docker load rules."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns_name, "iptables-restore", "--noflush", "--wait"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    proc.stdin.write(text)
+    proc.stdin.close()
+    return proc
+
+
+def apply_rules(rules: list[Rules]) -> None:
+    """Load rule sets, all namespaces at once; within a namespace, in the order given."""
+    waves: list[list[Rules]] = []
+    for r in rules:  # the n-th rule set of each namespace goes in wave n
+        n = sum(1 for w in waves for x in w if x.netns == r.netns)
+        if n == len(waves):
+            waves.append([])
+        waves[n].append(r)
+    for wave in waves:
+        running = [(r, restore(r.netns, r.text)) for r in wave]
+        for r, proc in running:
+            out = proc.stdout.read()
+            if proc.wait() != 0:
+                raise LabFailure(f"{r.owner} rules in {r.netns} were refused: {out.strip()[:300]}")

@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -31,6 +32,8 @@ os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 import etcd3  # noqa: E402  (needs the protobuf setting above)
 from pyroute2 import IPRoute  # noqa: E402
 from pyroute2.netlink.rtnl import RTMGRP_NEIGH  # noqa: E402
+
+from ..plan import flannel_ipmasq_rules  # noqa: E402
 
 NUD_INCOMPLETE, NUD_REACHABLE, NUD_PERMANENT = 0x01, 0x02, 0x80
 NTF_SELF = 0x02
@@ -51,6 +54,7 @@ class AgentConfig:
     subnet: str | None  # pinned, or None to lease like flannel
     mode: str  # miss | static
     run_dir: str  # where subnet.env goes (the node's /run/flannel)
+    ipmasq: bool = False  # flanneld --ip-masq
     prefix: str = "/coreos.com/network"
     lease_ttl: int = LEASE_TTL
 
@@ -294,7 +298,7 @@ class Agent:
         text = (
             f"FLANNEL_NETWORK={self.network}\n"
             f"FLANNEL_SUBNET={first}/{lease.subnet.prefixlen}\n"
-            f"FLANNEL_MTU={self.mtu}\nFLANNEL_IPMASQ=false\n"
+            f"FLANNEL_MTU={self.mtu}\nFLANNEL_IPMASQ={str(self.cfg.ipmasq).lower()}\n"
         )
         run = Path(self.cfg.run_dir)
         run.mkdir(parents=True, exist_ok=True)
@@ -307,6 +311,35 @@ class Agent:
             FLANNEL_SUBNET=f"{first}/{lease.subnet.prefixlen}",
             FLANNEL_MTU=self.mtu,
         )
+
+    def setup_ipmasq(self, lease: Lease) -> None:
+        """flanneld --ip-masq: its POSTROUTING rules, in place before docker (which waits for
+        subnet.env) appends its own MASQUERADE after them."""
+        net = str(self.network)
+        check = [
+            "iptables",
+            "--wait",
+            "-t",
+            "nat",
+            "-C",
+            "POSTROUTING",
+            "-s",
+            net,
+            "-d",
+            net,
+            "-j",
+            "RETURN",
+        ]
+        if subprocess.run(check, capture_output=True).returncode == 0:
+            log("ipmasq", rules="already present")
+            return
+        text = flannel_ipmasq_rules(net, str(lease.subnet))
+        proc = subprocess.run(
+            ["iptables-restore", "--noflush", "--wait"], input=text, capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"ip-masq rules refused: {proc.stderr.strip()}")
+        log("ipmasq", rules=f"-s {net} -d {net} -j RETURN, then MASQUERADE (4 rules)")
 
     # ------------------------------------------------------------ remote leases
 
@@ -467,6 +500,8 @@ class Agent:
         self.create_device(config)
         self.lease = self.acquire_lease(config)
         self.configure_device(self.lease)
+        if self.cfg.ipmasq:
+            self.setup_ipmasq(self.lease)
         leases, revision = self.read_leases()
         for key, lease in leases.items():
             self.lease_added(key, lease)
