@@ -82,7 +82,8 @@ def exec(c, name, lab=""):
     argv = cli.require_argv(cli.argv_after_dashes(c.remainder), "inv exec NAME -- COMMAND [ARGS]")
     place = labs.find(name, lab or None)
     sys.stdout.flush()
-    os.execvpe("ip", labs.exec_argv(place, argv), etcd_server.tools_env())
+    argv = labs.exec_argv(place, argv)
+    os.execvpe(argv[0], argv, etcd_server.tools_env())
 
 
 @task(help={"name": "node or pod name", "lab": "lab name, when several labs are up"})
@@ -94,7 +95,8 @@ def shell(c, name, lab=""):
 
     place = labs.find(name, lab or None)
     env = dict(etcd_server.tools_env(), PS1=f"[{place.lab}:{place.name}] \\w# ")
-    os.execvpe("ip", labs.exec_argv(place, ["bash", "--norc", "-i"]), env)
+    argv = labs.exec_argv(place, ["bash", "--norc", "-i"])
+    os.execvpe(argv[0], argv, env)
 
 
 @task(help={"topology": "topology file"})
@@ -135,6 +137,57 @@ def logs(c, name, lab=""):
         path.read_text() if path.exists() else "(empty)",
         ("l3-miss", "neigh-written", "fdb-written", "fatal"),
     )
+
+
+@task(help={"node": "node name", "lab": "lab name, when several labs are up"})
+@cli.friendly
+def rules(c, node, lab=""):
+    """Show a node's kube-proxy chains as a tree, then `iptables -t nat -nL` as it is."""
+    from labnet import iptables, render
+    from labnet import lab as labs
+
+    place = labs.find(node, lab or None)
+    render.console.print(render.rules_tree(node, iptables.parse_save(iptables.save(place.netns))))
+    render.heading(f"[{node}] iptables -t nat -nL")
+    render.output(iptables.listing(place.netns), (r"KUBE-SVC-\w+ ", "statistic", "MARK or"))
+
+
+@task(
+    help={
+        "source": "node, pod, host or pod/container to run curl in",
+        "url": "the URL",
+        "lab": "lab name, when several labs are up",
+    }
+)
+@cli.friendly
+def curl(c, source, url, lab=""):
+    """curl a URL from inside a node, pod or host: inv curl pod1 http://192.168.3.22:8080/"""
+    from labnet import lab as labs
+
+    place = labs.find(source, lab or None)
+    argv = labs.exec_argv(place, ["curl", "-sS", "--max-time", "5", url])
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@task(
+    help={
+        "source": "node, pod or host to ping from",
+        "target": "a name or an address",
+        "count": "how many pings",
+        "lab": "lab name, when several labs are up",
+    }
+)
+@cli.friendly
+def ping(c, source, target, count=3, lab=""):
+    """ping a node, pod or host (by name or address) from another: inv ping pod1 pod3"""
+    from labnet import lab as labs
+
+    place = labs.find(source, lab or None)
+    address = labs.address_of(labs.load_state(place.lab), target)
+    argv = labs.exec_argv(place, ["ping", "-c", str(count), "-i", "0.2", "-W", "2", address])
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
 
 
 @task

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from . import etcd_server, model, netns, plan, preflight, processes, state, teardown
@@ -52,7 +52,7 @@ def is_healthy(st: state.LabState) -> bool:
 
 def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
     topo = model.load(topology_path)
-    preflight.check()
+    preflight.check(services=bool(topo.services))
     started = time.perf_counter()
     with state.locked(topo.name):
         existing = state.load(topo.name)
@@ -110,6 +110,7 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         envs = _wait_subnet_env(topo, st)
         built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
         pod_ips = {pod: ip for b in built for pod, ip in b.pods.items()}
+        st.addresses = {**_host_addresses(topo), **pod_ips}
         progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
         apply_rules(
             [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
@@ -124,6 +125,15 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         _wait_listening(topo, workloads, st)
     st.status = "up"
     state.save(st)
+
+
+def _host_addresses(topo: Topology) -> dict[str, str]:
+    out = {"etcd": str(topo.etcd.address)}
+    out |= {n.name: str(n.address) for n in topo.nodes}
+    if topo.external:
+        out["gateway"] = str(topo.external.gateway)
+        out |= {h.name: str(h.address) for h in topo.external.hosts}
+    return out
 
 
 def workload_log(lab: str, name: str) -> Path:
@@ -143,7 +153,7 @@ def _start_workloads(topo: Topology, daemons: list[plan.Daemon], st: state.LabSt
             command = json.loads(d.setting("command"))
             rec = processes.fork_container(d.name, d.netns, name, log, run, command)
         else:
-            rec = processes.fork_into(d.name, "server", d.netns, log, run, ["server", d.name])
+            rec = processes.fork_into(d.name, "server", d.netns, log, run, ["labnet-serve", d.name])
         st.processes.append(rec)
 
 
@@ -174,6 +184,7 @@ def _create_namespaces(
     kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, st: state.LabState
 ) -> None:
     st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
+    st.roles = {ns.owner: ns.role for ns in lab_plan.namespaces}
     state.save(st)  # recorded before they exist: a crash mid-way is still undone
     for ns in lab_plan.namespaces:
         try:
@@ -225,7 +236,7 @@ def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) ->
             d.netns,
             ndir / "flanneld.log",
             lambda cfg=cfg: flannel.main(cfg),
-            ["labnet.agent", node],
+            ["flanneld", node],
         )
         st.processes.append(rec)
         state.save(st)
@@ -350,37 +361,43 @@ class Place:
     lab: str
     name: str
     netns: str
-    role: str  # node | pod | etcd | underlay
+    role: str  # node | pod | etcd | underlay | gateway | external | container
+    pid: int | None = None  # a container's PID 1: exec enters its PID, mount, UTS namespaces
 
 
 def places(st: state.LabState) -> list[Place]:
-    out = []
-    for ns in st.namespaces:
-        name = ns[len(st.lab) + 1 :]
-        role = (
-            "node"
-            if name in st.nodes
-            else "etcd"
-            if name == "etcd"
-            else "underlay"
-            if name == "underlay"
-            else "pod"
-        )
-        out.append(Place(st.lab, name, ns, role))
-    return out
+    return [
+        Place(st.lab, name, plan.netns_name(st.lab, name), role) for name, role in st.roles.items()
+    ]
+
+
+def _container(st: state.LabState, name: str) -> Place | None:
+    rec = next((p for p in st.processes if p.kind == "container" and p.name == name), None)
+    if rec is None:
+        return None
+    pid = processes.container_pid1(rec) if processes.alive(rec) else None
+    if pid is None:
+        raise LabFailure(f"container {name} is not running", "see: inv status")
+    return Place(st.lab, name, rec.netns, "container", pid)
 
 
 def find(name: str, lab: str | None = None) -> Place:
-    """A node, pod, etcd or underlay by name; --lab picks among several labs."""
+    """A node, pod, host or container (pod/container) by name; --lab picks among labs."""
     labs = [lab] if lab else state.labs()
     if not labs:
         raise InputError(
             "no lab is up", "start one: ./scripts/inv up topologies/flannel-vxlan.yaml"
         )
-    hits = [p for lab_name in labs for p in places(load_state(lab_name)) if p.name == name]
+    hits = []
+    for lab_name in labs:
+        st = load_state(lab_name)
+        hits += [p for p in places(st) if p.name == name]
+        if "/" in name and (c := _container(st, name)):
+            hits.append(c)
     if not hits:
         raise InputError(
-            f"no node or pod named {name!r} in {', '.join(labs)}", "see the names with: inv status"
+            f"nothing named {name!r} in {', '.join(labs)}",
+            "names are nodes, pods, hosts and pod/container: see inv status",
         )
     if len(hits) > 1:
         raise InputError(
@@ -392,7 +409,22 @@ def find(name: str, lab: str | None = None) -> Place:
 
 def exec_argv(place: Place, argv: list[str]) -> list[str]:
     """An argument vector, never a shell string: names and arguments are passed as they are."""
+    if place.pid is not None:
+        return ["nsenter", "-t", str(place.pid), "-n", "-p", "-m", "-u", "--", *argv]
     return ["ip", "netns", "exec", place.netns, *argv]
+
+
+def address_of(st: state.LabState, name: str) -> str:
+    """A name's lab address (pods, nodes, hosts); an address is returned as it is."""
+    if name in st.addresses:
+        return st.addresses[name]
+    try:
+        return str(IPv4Address(name))
+    except ValueError:
+        raise InputError(
+            f"{name!r} is neither a name with an address nor an IPv4 address",
+            f"names: {', '.join(st.addresses)}",
+        ) from None
 
 
 def log_path(place: Place) -> Path:
@@ -400,7 +432,14 @@ def log_path(place: Place) -> Path:
         return state.lab_dir(place.lab) / "etcd.log"
     if place.role == "node":
         return state.node_dir(place.lab, place.name) / "flanneld.log"
-    raise InputError(f"{place.name} is a {place.role}: only nodes (flanneld) and etcd have logs")
+    if place.role == "container":
+        return workload_log(place.lab, place.name)
+    if place.role == "external":
+        return workload_log(place.lab, f"{place.name}/server")
+    raise InputError(
+        f"{place.name} is a {place.role} and has no log",
+        "logs: nodes (flanneld), etcd, pod/container, external hosts",
+    )
 
 
 @dataclass

@@ -9,6 +9,8 @@ from .errors import EnvironmentProblem
 
 # command -> Debian/Ubuntu package
 TOOLS = {
+    "nsenter": "util-linux",
+    "curl": "curl",
     "ip": "iproute2",
     "bridge": "iproute2",
     "iptables": "iptables",
@@ -37,6 +39,18 @@ def require_tools(names: list[str] | None = None) -> None:
         )
 
 
-def check() -> None:
+def require_br_netfilter() -> None:
+    """kube-proxy's rules must see traffic between pods of one bridge. br_netfilter is a
+    host-wide module: labnet reads whether it is there but never loads it itself."""
+    if not os.path.isdir("/proc/sys/net/bridge"):
+        raise EnvironmentProblem(
+            "services need the br_netfilter kernel module, which is not loaded",
+            "load it yourself: modprobe br_netfilter (it affects the host)",
+        )
+
+
+def check(services: bool = False) -> None:
     require_root()
     require_tools()
+    if services:
+        require_br_netfilter()

@@ -60,6 +60,14 @@ def spawn(
     return ProcessRecord(name, kind, ns, proc.pid, starttime(proc.pid) or 0, argv)
 
 
+PR_SET_NAME = 15
+
+
+def set_comm(comm: str) -> None:
+    """The name `ps` and `top` show for this process (15 bytes at most)."""
+    netns._libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
+
+
 def fork_into(
     name: str, kind: str, ns: str, log: Path, main: Callable[[], int], argv: list[str]
 ) -> ProcessRecord:
@@ -87,6 +95,7 @@ def fork_into(
             sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
             netns.enter_for_good(ns)
+            set_comm(argv[0])
             os.write(write_fd, b"ok")
             os.close(write_fd)
             code = main()
@@ -116,6 +125,7 @@ def _container_pid1(hostname: str, run: Callable[[], int] | None, command: list[
         "mount /proc",
     )
     socket.sethostname(hostname)
+    set_comm("labnet-serve")
     if command and run is None:
         os.execvp(command[0], command)
     if command:  # a command beside the server: it runs as a child of the server
@@ -155,7 +165,7 @@ def fork_container(
         ns,
         log,
         lambda: _container_keeper(hostname, run, command),
-        ["container", name],
+        ["labnet-pod", name],
     )
 
 

@@ -146,3 +146,65 @@ def output(text: str, highlight: Iterable[str] = ()) -> None:
 
 def heading(text: str) -> None:
     console.rule(Text(text, style="bold cyan"), align="left")
+
+
+# ---------------------------------------------------------------- kube-proxy rules
+
+
+def _describe(rule: list[str]) -> Text:
+    from .iptables import option
+
+    parts = []
+    proto = option(rule, "-p")
+    dst, dport = option(rule, "-d"), option(rule, "--dport")
+    if dst or dport:
+        parts.append(f"{proto or ''} {(dst or '').removesuffix('/32')}:{dport or '*'}".strip())
+    if src := option(rule, "-s"):
+        parts.append(f"from {src.removesuffix('/32')}")
+    if (chance := option(rule, "--probability")) is not None:
+        parts.append(f"probability {float(chance):.4g}")
+    if "--rcheck" in rule:
+        parts.append(f"recent client of {option(rule, '--name')}")
+    if option(rule, "--dst-type"):
+        parts.append(f"dst-type {option(rule, '--dst-type')}")
+    if "--mark" in rule:
+        parts.append(f"mark {'!' if '!' in rule else ''}{option(rule, '--mark')}")
+    target = option(rule, "-j") or ""
+    if target == "DNAT":
+        target = f"DNAT to {option(rule, '--to-destination')}"
+    elif target == "MARK":
+        target = " ".join(w for w in rule[rule.index("-j") :] if w != "-j")
+    text = Text(" ".join(parts) + (" -> " if parts else ""))
+    text.append(target, style="bold cyan" if target.startswith("KUBE-") else "bold")
+    if comment := option(rule, "--comment"):
+        text.append(f"   /* {comment} */", style="dim")
+    return text
+
+
+def rules_tree(node: str, chains: dict[str, list[list[str]]]) -> Tree:
+    """kube-proxy's chains as kube-proxy builds them: services -> endpoints -> DNAT."""
+    from .iptables import option
+
+    root = Tree(
+        Text.assemble(
+            ("nat table of ", "bold"),
+            (node, "bold magenta"),
+            ": PREROUTING and OUTPUT jump to KUBE-SERVICES",
+        )
+    )
+    leaves = ("KUBE-MARK-MASQ",)
+
+    def walk(branch: Tree, chain: str, depth: int) -> None:
+        for rule in chains.get(chain, []):
+            child = branch.add(_describe(rule))
+            target = option(rule, "-j") or ""
+            if target in chains and target not in leaves and depth < 8:
+                walk(child, target, depth + 1)
+
+    if "KUBE-SERVICES" not in chains:
+        root.add(Text("no kube-proxy chains here", style="yellow"))
+        return root
+    walk(root.add(Text("KUBE-SERVICES", style="bold cyan")), "KUBE-SERVICES", 0)
+    for chain in ("KUBE-MARK-MASQ", "KUBE-POSTROUTING"):
+        walk(root.add(Text(chain, style="bold cyan")), chain, 8)
+    return root

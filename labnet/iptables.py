@@ -1,0 +1,53 @@
+"""Reading iptables state back from a namespace, for `inv rules` and the tests."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from .errors import LabFailure
+
+
+def save(netns: str, table: str = "nat") -> str:
+    proc = subprocess.run(
+        ["ip", "netns", "exec", netns, "iptables-save", "-t", table],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if proc.returncode != 0:
+        raise LabFailure(f"iptables-save in {netns}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def listing(netns: str, table: str = "nat") -> str:
+    """`iptables -t nat -nL`, the view of the article."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", netns, "iptables", "-t", table, "-nL"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if proc.returncode != 0:
+        raise LabFailure(f"iptables -nL in {netns}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def parse_save(text: str) -> dict[str, list[list[str]]]:
+    """iptables-save text -> chain -> rules, each rule as its argv (after `-A CHAIN`)."""
+    chains: dict[str, list[list[str]]] = {}
+    for line in text.splitlines():
+        if line.startswith(":"):
+            chains.setdefault(line[1:].split()[0], [])
+        elif line.startswith("-A "):
+            words = shlex.split(line)
+            chains.setdefault(words[1], []).append(words[2:])
+    return chains
+
+
+def option(rule: list[str], name: str) -> str | None:
+    """The value after `name` in a rule's argv (e.g. -j, --to-destination, --comment)."""
+    for i, word in enumerate(rule[:-1]):
+        if word == name:
+            return rule[i + 1]
+    return None
