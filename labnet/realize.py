@@ -93,7 +93,9 @@ def apply(kernel: Kernel, steps: Steps) -> None:
             **master,
         )
         if v.hairpin:
-            kernel.ipr(v.netns).brport("set", index=kernel.index(v.netns, v.ifname), hairpin_mode=1)
+            kernel.ipr(v.netns).brport(
+                "set", index=kernel.index(v.netns, v.ifname), mode=1
+            )  # IFLA_BRPORT_MODE 1: hairpin
         kernel.ipr(v.peer_netns).link(
             "set", index=kernel.index(v.peer_netns, v.peer_ifname), state="up"
         )

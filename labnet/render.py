@@ -32,6 +32,9 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     fl = topo.flannel
     root = Tree(Text.assemble(("lab ", "bold"), (topo.name, "bold cyan"), f"  ({topo.source})"))
     root.add(f"flannel config {fl.config_json()}  mode={fl.mode}")
+    for svc in topo.services:
+        for port in svc.ports:
+            root.add(Text(_service_line(svc, port), style="cyan"))
     steps = [lab_plan.base] + [n.steps for n in lab_plan.nodes.values() if n]
     for ns in lab_plan.namespaces:
         branch = root.add(Text.assemble((ns.name, "bold"), f"  [{ns.role}]"))
@@ -54,6 +57,11 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
             for sc in s.sysctls:
                 if sc.netns == ns.name and "ipv6" not in sc.key:
                     branch.add(f"sysctl {sc.key.replace('/', '.')}={sc.value}")
+            for r in s.rules:
+                if r.netns == ns.name:
+                    for line in r.text.splitlines():
+                        if line.startswith("-A "):
+                            branch.add(Text(f"iptables ({r.owner}) {line}", style="blue"))
         for d in lab_plan.daemons:
             if d.netns == ns.name:
                 settings = " ".join(f"{k}={v}" for k, v in d.settings)
@@ -74,6 +82,17 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
                 )
             )
     return root
+
+
+def _service_line(svc, port) -> str:
+    from .kubeproxy import svc_chain
+
+    node_port = f" nodePort {port.node_port}" if port.node_port else ""
+    return (
+        f"service {svc.full_name} {svc.cluster_ip}:{port.port}/{port.protocol}{node_port}"
+        f" -> {', '.join(svc.endpoints)} :{port.target_port}  ({svc_chain(svc, port)}, "
+        f"affinity {svc.affinity})"
+    )
 
 
 # ---------------------------------------------------------------- status

@@ -13,25 +13,24 @@ import time
 import pytest
 
 from labnet import state
-from tests.lab.conftest import etcdctl, fresh_lab, sh, variant
+from tests.lab.conftest import etcdctl, fresh_lab, sh
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-static"
 
 
+STATIC = f"""
+name: {LAB}
+flannel: {{network: 172.16.0.0/16, backend: {{mode: static}}}}
+nodes: [{{name: master}}, {{name: minion}}]
+pods: [{{name: pod1, node: master}}, {{name: pod3, node: minion}}]
+"""
+
+
 @pytest.fixture(scope="module")
 def static_lab(root_required, tmp_path_factory):
-    path = variant(
-        tmp_path_factory,
-        LAB,
-        {
-            "    mode: miss": "    mode: static",
-            "    subnet: 172.16.99.0/24\n": "",
-            "    subnet: 172.16.57.0/24\n": "",
-            "    address: 172.16.99.8\n": "",
-            "    address: 172.16.57.15\n": "",
-        },
-    )
+    path = tmp_path_factory.mktemp(LAB) / f"{LAB}.yaml"
+    path.write_text(STATIC)
     with fresh_lab(path) as result:
         yield result
 

@@ -24,10 +24,9 @@ def test_reference_topology_matches_the_article():
     assert topo.node("master").subnet == IPv4Network("172.16.99.0/24")
     assert topo.node("minion").subnet == IPv4Network("172.16.57.0/24")
     assert topo.node("minion").address == IPv4Address("10.46.181.146")
-    assert {p.name: str(p.address) for p in topo.pods} == {
-        "pod1": "172.16.99.8",
-        "pod3": "172.16.57.15",
-    }
+    addrs = {p.name: str(p.address) for p in topo.pods}
+    assert (addrs["pod1"], addrs["pod3"]) == ("172.16.99.8", "172.16.57.15")
+    assert (addrs["rbd-1"], addrs["rbd-2"]) == ("172.16.99.6", "172.16.99.7")  # the endpoints
 
 
 def test_flannel_defaults(tmp_path):
@@ -141,6 +140,64 @@ BAD = {
         "flannel.network",
     ),
     "no-nodes": ("name: x\nnodes: []\n", 2, "nodes"),
+    "service-ip-in-pod-network": (
+        "name: x\nnodes: [{name: a}]\npods: [{name: p, node: a}]\nservices:\n"
+        "  - name: default/s\n    clusterIP: 172.16.3.4\n    ports: [{port: 80}]\n"
+        "    endpoints: [p]\n",
+        6,
+        "services[0].clusterIP",
+    ),
+    "service-endpoint-not-a-pod": (
+        "name: x\nnodes: [{name: a}]\npods: [{name: p, node: a}]\nservices:\n"
+        "  - name: default/s\n    clusterIP: 192.168.3.4\n    ports: [{port: 80}]\n"
+        "    endpoints:\n      - p\n      - a\n",
+        10,
+        "services[0].endpoints[1]",
+    ),
+    "service-duplicate-port": (
+        "name: x\nnodes: [{name: a}]\nservices:\n  - name: default/s\n"
+        "    clusterIP: 192.168.3.4\n    ports:\n      - {name: a, port: 80}\n"
+        "      - {name: b, port: 80}\n    endpoints: []\n",
+        8,
+        "services[0].ports[1].port",
+    ),
+    "service-bad-name": (
+        "name: x\nnodes: [{name: a}]\nservices:\n  - name: just-a-name\n"
+        "    clusterIP: 192.168.3.4\n    ports: [{port: 80}]\n    endpoints: []\n",
+        4,
+        "services[0].name",
+    ),
+    "service-nodeport-on-clusterip": (
+        "name: x\nnodes: [{name: a}]\nservices:\n  - name: d/s\n    clusterIP: 192.168.3.4\n"
+        "    ports:\n      - port: 80\n        nodePort: 30001\n    endpoints: []\n",
+        8,
+        "services[0].ports[0].nodePort",
+    ),
+    "service-same-cluster-ip": (
+        "name: x\nnodes: [{name: a}]\nservices:\n"
+        "  - {name: d/s, clusterIP: 192.168.3.4, ports: [{port: 80}], endpoints: []}\n"
+        "  - {name: d/t, clusterIP: 192.168.3.4, ports: [{port: 80}], endpoints: []}\n",
+        5,
+        "services[1].clusterIP",
+    ),
+    "external-host-outside": (
+        "name: x\nnodes: [{name: a}]\nexternal:\n  hosts:\n    - name: web\n"
+        "      address: 198.51.100.7\n",
+        6,
+        "external.hosts[0].address",
+    ),
+    "container-port-twice": (
+        "name: x\nnodes: [{name: a}]\npods:\n  - name: p\n    node: a\n    containers:\n"
+        "      - {name: c1, serve: [http:80]}\n      - {name: c2, serve: ['tcp:80']}\n",
+        8,
+        "pods[0].containers[1].serve[0]",
+    ),
+    "container-does-nothing": (
+        "name: x\nnodes: [{name: a}]\npods:\n  - name: p\n    node: a\n    containers:\n"
+        "      - name: idle\n",
+        7,
+        "pods[0].containers[0]",
+    ),
     "vni-range": (
         "name: x\nflannel: {backend: {vni: 0}}\nnodes: [{name: a}]\n",
         2,
@@ -167,6 +224,23 @@ def test_bad_topologies_name_file_line_and_field(tmp_path, case):
 def test_missing_file_is_input_error(tmp_path):
     with pytest.raises(model.InputError):
         model.load(tmp_path / "nope.yaml")
+
+
+def test_reference_services_and_external_hosts():
+    topo = model.load(REFERENCE)
+    rbd = topo.services[0]
+    assert (rbd.full_name, str(rbd.cluster_ip), rbd.endpoints) == (
+        "default/rbd-rest-api",
+        "192.168.3.22",
+        ("rbd-1", "rbd-2"),
+    )
+    assert rbd.ports[0].name == "" and rbd.ports[0].target_port == 8080
+    web = topo.services[1]
+    assert web.type == "NodePort" and [p.node_port for p in web.ports] == [30080, 30000]
+    assert str(topo.external.gateway) == "10.46.181.1"
+    assert [(h.name, str(h.address)) for h in topo.external.hosts] == [("internet", "203.0.113.10")]
+    pod2 = next(p for p in topo.pods if p.name == "pod2")
+    assert [c.name for c in pod2.containers] == ["a", "b"]
 
 
 def test_schema_is_valid_json_schema():

@@ -11,14 +11,19 @@ from tests.conftest import REFERENCE
 def test_reference_plan_namespaces_are_prefixed_by_the_lab():
     p = plan.plan(model.load(REFERENCE))
     names = [ns.name for ns in p.namespaces]
-    assert names == [
+    assert names[:4] == [
         "flannel-vxlan-underlay",
         "flannel-vxlan-etcd",
         "flannel-vxlan-master",
         "flannel-vxlan-minion",
+    ]
+    assert {
         "flannel-vxlan-pod1",
         "flannel-vxlan-pod3",
-    ]
+        "flannel-vxlan-gateway",
+        "flannel-vxlan-internet",
+    } <= set(names)
+    assert len(names) == len(set(names)) == 14
 
 
 def test_every_object_lives_in_a_lab_namespace():
@@ -40,13 +45,9 @@ def test_docker_bip_and_pod_routes_as_in_the_article():
     addrs = {(a.netns, a.ifname): a.cidr for a in master.steps.addresses}
     assert addrs[("flannel-vxlan-master", "docker0")] == "172.16.99.1/24"
     assert addrs[("flannel-vxlan-pod1", "eth0")] == "172.16.99.8/24"
-    (route,) = master.steps.routes
-    assert (route.netns, route.dst, route.gateway, route.ifname) == (
-        "flannel-vxlan-pod1",
-        "default",
-        "172.16.99.1",
-        "eth0",
-    )
+    routes = {r.netns: (r.dst, r.gateway, r.ifname) for r in master.steps.routes}
+    assert routes["flannel-vxlan-pod1"] == ("default", "172.16.99.1", "eth0")
+    assert len(routes) == 5  # every pod of master
     assert [b.mtu for b in master.steps.bridges] == [1450]
     assert all(v.mtu == 1450 and v.master == "docker0" for v in master.steps.veths)
 
@@ -54,7 +55,14 @@ def test_docker_bip_and_pod_routes_as_in_the_article():
 def test_nodes_forward_and_etcd_sits_on_the_underlay():
     p = plan.plan(model.load(REFERENCE))
     forwarding = {s.netns for s in p.base.sysctls if s.key == "net/ipv4/ip_forward"}
-    assert forwarding == {"flannel-vxlan-master", "flannel-vxlan-minion"}
+    assert forwarding == {"flannel-vxlan-master", "flannel-vxlan-minion", "flannel-vxlan-gateway"}
+    # the gateway is the nodes' default route and has none itself: nothing leaves the lab
+    defaults = {r.netns: r.gateway for r in p.base.routes if r.dst == "default"}
+    assert defaults == {
+        "flannel-vxlan-master": "10.46.181.1",
+        "flannel-vxlan-minion": "10.46.181.1",
+        "flannel-vxlan-internet": "203.0.113.1",
+    }
     ul = {(a.netns, a.cidr) for a in p.base.addresses}
     assert ("flannel-vxlan-etcd", "10.46.181.10/24") in ul
     assert ("flannel-vxlan-minion", "10.46.181.146/24") in ul
@@ -89,8 +97,13 @@ def test_split_puts_etcd_first_and_loses_nothing():
     assert [b.ifname for b in first.bridges] == ["br0"]
     assert [v.peer_netns for v in first.veths] == ["flannel-vxlan-etcd"]
     assert {a.netns for a in first.addresses} == {"flannel-vxlan-etcd"}
-    assert {v.peer_netns for v in rest.veths} == {"flannel-vxlan-master", "flannel-vxlan-minion"}
-    for name in ("bridges", "veths", "addresses", "routes", "sysctls"):
+    assert {v.peer_netns for v in rest.veths} == {
+        "flannel-vxlan-master",
+        "flannel-vxlan-minion",
+        "flannel-vxlan-gateway",
+        "flannel-vxlan-internet",
+    }
+    for name in ("bridges", "veths", "addresses", "routes", "sysctls", "rules"):
         assert sorted(map(repr, getattr(first, name) + getattr(rest, name))) == sorted(
             map(repr, getattr(p.base, name))
         )
