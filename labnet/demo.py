@@ -77,3 +77,30 @@ def tour(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
         ),
         ("neigh-written",),
     )
+    if "internet" in st.roles:
+        outside(lab_name, step)
+    if any(r == "pod" for r in st.roles.values()) and "rbd-1" in st.roles:
+        services(lab_name, step)
+
+
+def outside(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
+    """Pods reach the internet through docker's MASQUERADE; the gotcha on the way to pod3."""
+    pod1, master = lab.find("pod1", lab_name), lab.find("master", lab_name)
+    step("pod to the outside world: docker's MASQUERADE on master")
+    show(master, ["iptables", "-t", "nat", "-nL", "POSTROUTING"], ("MASQUERADE .*172",))
+    step("the internet host answers with the source it saw: master's node IP")
+    show(pod1, ["curl", "-s", "http://203.0.113.10/"], (r"10\.46\.181\.145",))
+    step("the gotcha: the same rule also rewrites pod1 -> pod3, who sees flannel.1's address")
+    show(pod1, ["curl", "-s", "http://172.16.57.15:8080/"], (r"172\.16\.99\.0:",))
+
+
+def services(lab_name: str, step: Callable[[str], None] = render.heading) -> None:
+    """The ClusterIP 192.168.3.22 exists only in master's nat table."""
+    pod1, master = lab.find("pod1", lab_name), lab.find("master", lab_name)
+    step("the unreal service network: kube-proxy's chains for default/rbd-rest-api")
+    show(
+        master, ["iptables", "-t", "nat", "-nL", "KUBE-SVC-AU252PRZZQGOERSG"], ("probability 0.5",)
+    )
+    step("six requests to 192.168.3.22:8080, split between the two endpoints")
+    loop = "for i in 1 2 3 4 5 6; do curl -s http://192.168.3.22:8080/; done"
+    show(pod1, ["sh", "-c", loop], ("rbd-1", "rbd-2"))

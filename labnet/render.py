@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -150,7 +151,7 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
 
 def command(where: str, argv: list[str]) -> None:
     console.print(
-        Text.assemble((f"[{where}] ", "bold magenta"), ("$ ", "dim"), (" ".join(argv), "bold")),
+        Text.assemble((f"[{where}] ", "bold magenta"), ("$ ", "dim"), (shlex.join(argv), "bold")),
         soft_wrap=True,
     )
 
