@@ -76,7 +76,8 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "up_down.json").write_text(json.dumps(out, indent=1))
+    name = Path(args.topology).stem
+    (HERE / "results" / f"up_down-{name}.json").write_text(json.dumps(out, indent=1))
     print(f"import labnet: {IMPORT_S:.2f} s (once per command, not counted below)")
     print(f"{'figure':<16}{'median':>9}{'min':>9}{'max':>9}   ({args.runs} runs)")
     for k, v in summary.items():

@@ -73,27 +73,35 @@ def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
 
 
 def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
-    """Build in an order that lets etcd and the agents start while netlink work goes on.
+    """Build in an order that lets etcd, the agents and the containers start early.
 
-    etcd's Go process and the agents run on the other core while this one creates the
-    nodes' links and (for pinned subnets) docker0 and the pods; everything is then checked
-    against what the agents wrote to subnet.env.
+    etcd's Go process, the agents and the workloads run on the other core while this one
+    makes the nodes' links and (for pinned subnets) docker0 and the pods; everything is then
+    checked against what the agents wrote to subnet.env, as docker would read it.
     """
     importer = threading.Thread(target=_import_agent, daemon=True)  # etcd3 + gRPC: ~1 s
     importer.start()
     lab_plan = plan.plan(topo)
-    etcd_ns = plan.netns_name(topo.name, "etcd")
+    etcd_ns, ul_ns = plan.netns_name(topo.name, "etcd"), plan.netns_name(topo.name, "underlay")
+    first_ns = [ns for ns in lab_plan.namespaces if ns.name in (etcd_ns, ul_ns)]
     with Kernel() as kernel:
-        progress(f"namespaces ({len(lab_plan.namespaces)})")
-        _create_namespaces(kernel, topo, lab_plan, st)
-        progress("underlay segment and etcd")
-        first, rest = lab_plan.base.split({etcd_ns, plan.netns_name(topo.name, "underlay")})
+        progress("etcd on the underlay")
+        st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
+        st.roles = {ns.owner: ns.role for ns in lab_plan.namespaces}
+        state.save(st)  # recorded before they exist: a crash mid-way is still undone
+        _create_namespaces(kernel, topo, first_ns, st)
+        first, rest = lab_plan.base.split({etcd_ns, ul_ns})
         apply(kernel, first)
         etcd = _start_etcd(topo, st)
+        progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
+        _create_namespaces(kernel, topo, [n for n in lab_plan.namespaces if n not in first_ns], st)
         apply(kernel, rest)
-        progress("flannel agents")
+        progress("flannel agents, containers and servers")
         importer.join()  # forking while another thread imports could copy a held lock
         _start_agents(topo, lab_plan, st)
+        workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
+        _start_workloads(topo, workloads, st)  # they need only their namespace to listen
+        state.save(st)
         pinned = [n for n in topo.nodes if lab_plan.nodes[n.name] is not None]
         if pinned:
             progress("docker0 and pods (pinned subnets)")
@@ -115,11 +123,6 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         apply_rules(
             [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
         )
-        workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
-        if workloads:
-            progress(f"containers and servers ({len(workloads)})")
-            _start_workloads(topo, workloads, st)
-        state.save(st)
         progress("waiting for FDB entries and listeners")
         _wait_fdb(kernel, topo, st)
         _wait_listening(topo, workloads, st)
@@ -181,12 +184,9 @@ def _import_agent() -> None:
 
 
 def _create_namespaces(
-    kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, st: state.LabState
+    kernel: Kernel, topo: Topology, namespaces: list[plan.Namespace], st: state.LabState
 ) -> None:
-    st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
-    st.roles = {ns.owner: ns.role for ns in lab_plan.namespaces}
-    state.save(st)  # recorded before they exist: a crash mid-way is still undone
-    for ns in lab_plan.namespaces:
+    for ns in namespaces:
         try:
             create_namespace(kernel, ns, topo.name)
         except FileExistsError:
@@ -196,6 +196,7 @@ def _create_namespaces(
                 f"namespace {ns.name} already exists and is not this lab's",
                 "another tool or lab uses that name; rename the lab",
             ) from None
+        st.inodes[ns.name] = netns.inode(ns.name)
 
 
 def _start_etcd(topo: Topology, st: state.LabState) -> state.ProcessRecord:

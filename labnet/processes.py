@@ -189,8 +189,10 @@ def stop(records: list[ProcessRecord], grace: float = 0.5) -> list[str]:
     """SIGTERM, then SIGKILL after `grace`, only processes that are still the ones recorded."""
     ours = [r for r in records if is_ours(r)]
     for r in ours:
+        # etcd's graceful stop syncs data that the teardown deletes right after: not worth it
+        sig = signal.SIGKILL if r.kind == "etcd" else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
-            os.kill(r.pid, signal.SIGTERM)
+            os.kill(r.pid, sig)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         for r in ours:

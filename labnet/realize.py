@@ -111,10 +111,16 @@ def apply(kernel: Kernel, steps: Steps) -> None:
         )
 
 
+def in_netns(netns_name: str, argv: list[str]) -> list[str]:
+    """argv run inside a namespace; nsenter only switches the network namespace, where
+    `ip netns exec` also makes a mount namespace (not needed for iptables)."""
+    return ["nsenter", f"--net={netns.path(netns_name)}", "--", *argv]
+
+
 def restore(netns_name: str, text: str) -> subprocess.Popen:
     """iptables-restore --noflush inside a namespace, as kube-proxy and docker load rules."""
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns_name, "iptables-restore", "--noflush", "--wait"],
+        in_netns(netns_name, ["iptables-restore", "--noflush", "--wait"]),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -126,16 +132,14 @@ def restore(netns_name: str, text: str) -> subprocess.Popen:
 
 
 def apply_rules(rules: list[Rules]) -> None:
-    """Load rule sets, all namespaces at once; within a namespace, in the order given."""
-    waves: list[list[Rules]] = []
-    for r in rules:  # the n-th rule set of each namespace goes in wave n
-        n = sum(1 for w in waves for x in w if x.netns == r.netns)
-        if n == len(waves):
-            waves.append([])
-        waves[n].append(r)
-    for wave in waves:
-        running = [(r, restore(r.netns, r.text)) for r in wave]
-        for r, proc in running:
-            out = proc.stdout.read()
-            if proc.wait() != 0:
-                raise LabFailure(f"{r.owner} rules in {r.netns} were refused: {out.strip()[:300]}")
+    """Load rule sets: one iptables-restore per namespace, all namespaces at once; the sets
+    of one namespace go in the order given (each is its own table section)."""
+    texts: dict[str, list[Rules]] = {}
+    for r in rules:
+        texts.setdefault(r.netns, []).append(r)
+    running = [(rs, restore(ns, "".join(r.text for r in rs))) for ns, rs in texts.items()]
+    for rs, proc in running:
+        out = proc.stdout.read()
+        if proc.wait() != 0:
+            owners = " and ".join(r.owner for r in rs)
+            raise LabFailure(f"{owners} rules in {rs[0].netns} were refused: {out.strip()[:300]}")

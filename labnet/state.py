@@ -39,6 +39,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
     nodes: dict[str, dict] = field(default_factory=dict)  # node -> subnet, pods, netns
+    inodes: dict[str, int] = field(default_factory=dict)  # netns -> nsfs inode: proof it is ours
     roles: dict[str, str] = field(default_factory=dict)  # name -> node | pod | etcd | ...
     addresses: dict[str, str] = field(default_factory=dict)  # name -> its lab address
     etcd: str = ""  # client URL, e.g. http://10.46.181.10:2379 (reached inside the lab only)

@@ -23,14 +23,21 @@ class DownReport:
     skipped: list[str] = field(default_factory=list)  # recorded but owned by someone else
 
 
-def _remove_namespaces(lab: str, names: list[str], report: DownReport) -> None:
+def _ours(st: state.LabState, ns: str, kernel: Kernel) -> bool:
+    """The inode recorded at creation proves it; without one, the mark on lo decides."""
+    if ns in st.inodes:
+        return netns.inode(ns) == st.inodes[ns]
+    return owner_of(kernel, ns) in (st.lab, None)
+
+
+def _remove_namespaces(st: state.LabState, report: DownReport) -> None:
     with Kernel() as kernel:
-        owners = {ns: owner_of(kernel, ns) for ns in names if netns.exists(ns)}
-    for ns, owner in owners.items():
-        if owner not in (lab, None):
+        present = [ns for ns in st.namespaces if netns.exists(ns)]
+        mine = {ns: _ours(st, ns, kernel) for ns in present}
+    for ns, ours in mine.items():
+        if not ours:
             report.skipped.append(ns)
-            continue
-        if netns.delete(ns):
+        elif netns.delete(ns):
             report.namespaces.append(ns)
 
 
@@ -38,7 +45,7 @@ def teardown(st: state.LabState) -> DownReport:
     """Remove what `st` records; the caller holds the lab's lock."""
     report = DownReport(st.lab)
     report.processes = processes.stop(st.processes)
-    _remove_namespaces(st.lab, st.namespaces, report)
+    _remove_namespaces(st, report)
     shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
     try:
         state.STATE_ROOT.rmdir()  # only when no other lab is left
