@@ -120,6 +120,8 @@ def test_missing_tool_names_the_package():
         "name: broken\nnodes: [\n",
         "name: broken\nnodes: [{name: a, subnet: 1.2.3.0/24}]\n",
         "name: broken\nnodes: [{name: a}]\npods: [{name: p, node: b}]\n",
+        "name: broken\nnodes: [{name: a}]\nservices:\n"
+        "  - {name: d/s, clusterIP: 172.16.0.9, ports: [{port: 80}], endpoints: []}\n",
     ],
 )
 def test_bad_input_creates_nothing(tmp_path, text):
