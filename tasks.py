@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from invoke import task
 from invoke.exceptions import Exit
@@ -188,6 +189,68 @@ def ping(c, source, target, count=3, lab=""):
     argv = labs.exec_argv(place, ["ping", "-c", str(count), "-i", "0.2", "-W", "2", address])
     sys.stdout.flush()
     os.execvp(argv[0], argv)
+
+
+@task(
+    help={
+        "target": "lab name or topology file (brought up first when it is down)",
+        "junit": "also write the verdicts as JUnit XML to this file",
+    }
+)
+@cli.friendly
+def verify(c, target, junit=""):
+    """Run a lab's checks, capture every hop, and judge each one (exit 1 if any fails)."""
+    from labnet import lab, render, state
+    from labnet import verify as verifier
+    from labnet.errors import InputError
+
+    name = lab.resolve_lab(target)
+    if not state.lab_dir(name).exists():
+        if not target.endswith((".yaml", ".yml")):
+            raise InputError(
+                f"no lab named {name!r} is up", "give the topology file to bring it up"
+            )
+        with cli.progress(f"up {target}") as step:
+            lab.up(target, step)
+    with cli.progress(f"verify {name}") as step:
+        report = verifier.run(name, progress=step)
+    render.verify_summary(report, _names(name))
+    if junit:
+        verifier.junit(report, Path(junit))
+    if not report.passed:
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "source": "node, pod or host the flow starts from",
+        "target": "name, address or namespace/service",
+        "port": "port for tcp, http and udp",
+        "proto": "icmp (default), tcp, http or udp",
+        "lab": "lab name, when several labs are up",
+    }
+)
+@cli.friendly
+def trace(c, source, target, port=0, proto="icmp", lab=""):
+    """Follow one ad hoc flow hop by hop on a running lab: inv trace pod1 pod3"""
+    from labnet import lab as labs
+    from labnet import render
+    from labnet import verify as verifier
+
+    place = labs.find(source, lab or None)
+    check = verifier.adhoc_check(source, target, proto, port or None)
+    with cli.progress(f"trace {source} -> {target}") as step:
+        report = verifier.run(place.lab, [check], progress=step)
+    render.verify_summary(report, _names(place.lab))
+    if not report.passed:
+        raise Exit(code=1)
+
+
+def _names(lab_name):
+    from labnet import plan, state
+
+    st = state.load(lab_name)
+    return {plan.netns_name(lab_name, n): n for n in st.roles}
 
 
 @task

@@ -145,6 +145,20 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A flow `inv verify` sends, and what must happen to it."""
+
+    name: str
+    source: str  # node, pod or external host
+    target: str  # a name, an IPv4 address, or a service namespace/name
+    proto: str  # icmp | tcp | http | udp
+    port: int | None
+    reachable: bool
+    endpoints: tuple[str, ...]  # who may answer (each must be seen); empty: anyone
+    seen_source: str | None  # the client address (or name) the server must report
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     source: str
@@ -155,6 +169,7 @@ class Topology:
     pods: tuple[Pod, ...] = field(default_factory=tuple)
     external: External | None = None
     services: tuple[Service, ...] = field(default_factory=tuple)
+    checks: tuple[Check, ...] = field(default_factory=tuple)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -584,6 +599,59 @@ def _build_services(
     return tuple(_assign_node_ports(out, node_ports))
 
 
+def _build_checks(
+    data: dict,
+    nodes: tuple[Node, ...],
+    pods: tuple[Pod, ...],
+    external: External | None,
+    services: tuple[Service, ...],
+    loc: _Locator,
+) -> tuple[Check, ...]:
+    hosts = {n.name for n in nodes} | {p.name for p in pods}
+    hosts |= {h.name for h in external.hosts} if external else set()
+    svc_names = {s.full_name for s in services}
+    out = []
+    for i, raw in enumerate(data.get("checks", [])):
+        path = ("checks", i)
+        if raw["from"] not in hosts:
+            raise loc.error((*path, "from"), f"no node, pod or host named {raw['from']!r}")
+        target, proto = raw["to"], raw.get("proto", "icmp")
+        if target not in hosts and target not in svc_names:
+            try:
+                IPv4Address(target)
+            except ValueError:
+                raise loc.error(
+                    (*path, "to"),
+                    f"{target!r} is not a name, a service or an address",
+                    "use a node, pod or host name, namespace/service, or an IPv4 address",
+                ) from None
+        if target in svc_names and proto == "icmp":
+            raise loc.error(
+                (*path, "proto"),
+                "a cluster IP answers no ping: it exists only in iptables",
+                "use proto: http, tcp or udp with the service's port",
+            )
+        if proto != "icmp" and "port" not in raw:
+            raise loc.error(path, f"a {proto} check needs a port")
+        expect = raw.get("expect", {})
+        for j, ep in enumerate(expect.get("endpoints", [])):
+            if ep not in hosts:
+                raise loc.error((*path, "expect", "endpoints", j), f"no pod or host named {ep!r}")
+        out.append(
+            Check(
+                raw["name"],
+                raw["from"],
+                target,
+                proto,
+                raw.get("port"),
+                expect.get("reachable", True),
+                tuple(expect.get("endpoints", [])),
+                expect.get("source"),
+            )
+        )
+    return tuple(out)
+
+
 NODE_PORT_BASE = 30000
 
 
@@ -638,8 +706,9 @@ def _build(data: dict, loc: _Locator) -> Topology:
     if external:
         networks.append((external.subnet, "the external subnet"))
     services = _build_services(data, pods, networks, loc)
+    checks = _build_checks(data, nodes, pods, external, services, loc)
     return Topology(
-        data["name"], loc.file, underlay, etcd, flannel, nodes, pods, external, services
+        data["name"], loc.file, underlay, etcd, flannel, nodes, pods, external, services, checks
     )
 
 

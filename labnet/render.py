@@ -228,3 +228,91 @@ def rules_tree(node: str, chains: dict[str, list[list[str]]]) -> Tree:
     for chain in ("KUBE-MARK-MASQ", "KUBE-POSTROUTING"):
         walk(root.add(Text(chain, style="bold cyan")), chain, 8)
     return root
+
+
+# ---------------------------------------------------------------- verify
+
+
+VERDICT_STYLE = {
+    "seen": "green",
+    "missing": "bold red",
+    "mismatch": "bold red",
+    "no capture": "yellow",
+}
+
+
+def _expected(hop) -> str:
+    port = f":{hop.port}" if hop.port else ""
+    side = f"{hop.src} > {hop.dst}{port}" if not hop.reply else f"{hop.src}{port} > {hop.dst}"
+    text = f"{side} {hop.proto}"
+    if hop.outer:
+        o = hop.outer
+        text = f"outer {o.src} > {o.dst} udp/{o.port} vni {o.vni} | inner {text}"
+    if hop.note:
+        text += f" ({hop.note})"
+    return text
+
+
+def verify_table(result, names: dict[str, str]) -> Table:
+    """One check: each hop of its first attempt that failed, or of the first attempt."""
+    check = result.check
+    status = Text("PASS", style="bold green") if result.passed else Text("FAIL", style="bold red")
+    title = Text.assemble(
+        status,
+        f"  {check.name}: {check.source} -> {check.target}",
+        f" ({check.proto}{':' + str(check.port) if check.port else ''})",
+    )
+    t = Table(title=title, title_justify="left")
+    for col in ("#", "hop", "expected", "seen", "verdict"):
+        t.add_column(col, overflow="fold")
+    attempt = next(
+        (a for a in result.attempts if any(v.verdict != "seen" for v in a.hops)),
+        result.attempts[0] if result.attempts else None,
+    )
+    for i, v in enumerate(attempt.hops if attempt else [], 1):
+        where = f"{names.get(v.hop.netns, v.hop.netns)} {v.hop.ifname} ({v.hop.direction})"
+        if v.hop.reply and (i == 1 or not attempt.hops[i - 2].hop.reply):
+            t.add_section()
+        t.add_row(
+            str(i),
+            where,
+            _expected(v.hop),
+            v.seen or "-",
+            Text(v.verdict, style=VERDICT_STYLE[v.verdict]),
+        )
+    return t
+
+
+def verify_summary(report, names: dict[str, str]) -> None:
+    for r in report.results:
+        console.print(verify_table(r, names))
+        answers = [a.answer for a in r.attempts if a.answer and a.answer != "reply"]
+        if answers:
+            console.print(
+                Text(
+                    f"  answers: {', '.join(sorted(set(a.split()[0] for a in answers)))}"
+                    f" ({len(answers)} replies; e.g. {answers[0]!r})",
+                    style="dim",
+                )
+            )
+        for p in r.problems:
+            console.print(Text(f"  problem: {p}", style="red"))
+        if r.first_failure:
+            hop = r.first_failure.hop
+            console.print(
+                Text(
+                    f"  first failing hop: {names.get(hop.netns, hop.netns)} "
+                    f"{hop.ifname} ({hop.direction})",
+                    style="bold red",
+                )
+            )
+            console.print(Text(f"  why: {r.explanation}", style="red"))
+    ok = sum(r.passed for r in report.results)
+    style = "bold green" if report.passed else "bold red"
+    console.print(
+        Text(
+            f"{ok}/{len(report.results)} checks passed in {report.seconds:.2f} s; "
+            f"pcaps in {report.run_dir}",
+            style=style,
+        )
+    )
