@@ -128,6 +128,8 @@ def _run_probes(st: state.LabState, check: Check, ip: str) -> list[Attempt]:
     attempts = [_probe(src_ns, check, ip)]
     if check.proto != "icmp" and len(want) > 1:
         while (want - {a.endpoint for a in attempts}) and len(attempts) < MAX_SERVICE_REQUESTS:
+            if len(attempts) >= 2 and attempts[-1].answer is None and attempts[-2].answer is None:
+                break  # lost twice in a row: broken, not unlucky
             attempts.append(_probe(src_ns, check, ip))
     return attempts
 
