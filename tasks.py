@@ -200,6 +200,9 @@ def ping(c, source, target, count=3, lab=""):
 @cli.friendly
 def verify(c, target, junit=""):
     """Run a lab's checks, capture every hop, and judge each one (exit 1 if any fails)."""
+    from labnet import capture
+
+    capture.preload_scapy()  # a second or more of imports, done while the lab is read
     from labnet import lab, render, state
     from labnet import verify as verifier
     from labnet.errors import InputError

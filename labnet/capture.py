@@ -110,14 +110,16 @@ class Seen:
         return text
 
 
-_scapy_ready = threading.Event()
+_preloader: threading.Thread | None = None
 
 
 def preload_scapy() -> threading.Thread:
-    """scapy takes a second or more to import here: start it while captures run."""
-    t = threading.Thread(target=_import_scapy, daemon=True)
-    t.start()
-    return t
+    """scapy takes a second or more to import here: start it while captures run (once)."""
+    global _preloader
+    if _preloader is None:
+        _preloader = threading.Thread(target=_import_scapy, daemon=True)
+        _preloader.start()
+    return _preloader
 
 
 def _import_scapy() -> None:
@@ -125,8 +127,6 @@ def _import_scapy() -> None:
     import scapy.layers.l2  # noqa: F401
     import scapy.layers.vxlan  # noqa: F401
     import scapy.utils  # noqa: F401
-
-    _scapy_ready.set()
 
 
 def _l4(ip) -> tuple[str, int | None, int | None, int | None]:

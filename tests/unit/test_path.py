@@ -1,0 +1,77 @@
+"""Path prediction is pure: hops from the topology and the lab's recorded subnets."""
+
+from __future__ import annotations
+
+from labnet import model, path
+from tests.conftest import REFERENCE
+
+SUBNETS = {"master": "172.16.99.0/24", "minion": "172.16.57.0/24"}
+
+
+def reference() -> path.NetModel:
+    topo = model.load(REFERENCE)
+    pods = {p.name: str(p.address) for p in topo.pods}
+    return path.build(topo, SUBNETS, pods)
+
+
+def places(p: path.Path) -> list[str]:
+    return [f"{h.netns.removeprefix('flannel-vxlan-')}/{h.ifname}/{h.direction}" for h in p.hops]
+
+
+def test_pod_to_pod_across_the_tunnel_and_back():
+    fwd, back = path.predict(
+        reference(), "flannel-vxlan-pod1", "172.16.99.8", "172.16.57.15", "icmp", None
+    )
+    assert places(fwd) == [
+        "pod1/eth0/out",
+        "master/docker0/in",
+        "master/flannel.1/out",
+        "master/eth0/out",
+        "underlay/ul-minion/out",
+        "minion/eth0/in",
+        "minion/flannel.1/in",
+        "minion/docker0/out",
+        "pod3/eth0/in",
+    ]
+    enc = fwd.hops[3]
+    assert enc.outer == path.Outer("10.46.181.145", "10.46.181.146", 8472, 1)
+    # docker's MASQUERADE matches traffic leaving through flannel.1: the gotcha
+    assert (enc.src, enc.dst) == ("172.16.99.0", "172.16.57.15")
+    assert places(back)[-1] == "pod1/eth0/in"
+    assert (back.hops[-1].src, back.hops[-1].dst) == ("172.16.57.15", "172.16.99.8")
+
+
+def test_service_dnat_to_the_chosen_endpoint():
+    fwd, back = path.predict(
+        reference(),
+        "flannel-vxlan-pod1",
+        "172.16.99.8",
+        "192.168.3.22",
+        "http",
+        8080,
+        endpoint="rbd-2",
+    )
+    assert fwd.hops[-1].netns == "flannel-vxlan-rbd-2"
+    assert (fwd.hops[-1].dst, fwd.hops[-1].port) == ("172.16.99.7", 8080)
+    assert [e.kind for e in fwd.nat] == ["dnat"]
+    assert back.hops[-1].src == "192.168.3.22"  # conntrack undoes the DNAT on the way back
+
+
+def test_internet_is_masqueraded_to_the_node():
+    fwd, back = path.predict(
+        reference(), "flannel-vxlan-pod1", "172.16.99.8", "203.0.113.10", "http", 80
+    )
+    out = next(h for h in fwd.hops if h.netns.endswith("master") and h.ifname == "eth0")
+    assert out.src == "10.46.181.145" and out.note == "after MASQUERADE"
+    assert fwd.delivered_to == "flannel-vxlan-internet"
+    assert back.hops[-1].dst == "172.16.99.8"
+
+
+def test_ipmasq_keeps_the_pod_address():
+    topo = model.load(REFERENCE)
+    topo = model.Topology(
+        **{**topo.__dict__, "flannel": model.Flannel(**{**topo.flannel.__dict__, "ipmasq": True})}
+    )
+    m = path.build(topo, SUBNETS, {p.name: str(p.address) for p in topo.pods})
+    fwd, _ = path.predict(m, "flannel-vxlan-pod1", "172.16.99.8", "172.16.57.15", "icmp", None)
+    assert fwd.hops[-1].src == "172.16.99.8"
