@@ -82,9 +82,7 @@ def exec(c, name, lab=""):
 
     argv = cli.require_argv(cli.argv_after_dashes(c.remainder), "inv exec NAME -- COMMAND [ARGS]")
     place = labs.find(name, lab or None)
-    sys.stdout.flush()
-    argv = labs.exec_argv(place, argv)
-    os.execvpe(argv[0], argv, etcd_server.tools_env())
+    _replace_with(labs.exec_argv(place, argv), etcd_server.tools_env())
 
 
 @task(help={"name": "node or pod name", "lab": "lab name, when several labs are up"})
@@ -96,8 +94,7 @@ def shell(c, name, lab=""):
 
     place = labs.find(name, lab or None)
     env = dict(etcd_server.tools_env(), PS1=f"[{place.lab}:{place.name}] \\w# ")
-    argv = labs.exec_argv(place, ["bash", "--norc", "-i"])
-    os.execvpe(argv[0], argv, env)
+    _replace_with(labs.exec_argv(place, ["bash", "--norc", "-i"]), env)
 
 
 @task(help={"topology": "topology file"})
@@ -166,9 +163,7 @@ def curl(c, source, url, lab=""):
     from labnet import lab as labs
 
     place = labs.find(source, lab or None)
-    argv = labs.exec_argv(place, ["curl", "-sS", "--max-time", "5", url])
-    sys.stdout.flush()
-    os.execvp(argv[0], argv)
+    _replace_with(labs.exec_argv(place, ["curl", "-sS", "--max-time", "5", url]))
 
 
 @task(
@@ -186,9 +181,9 @@ def ping(c, source, target, count=3, lab=""):
 
     place = labs.find(source, lab or None)
     address = labs.address_of(labs.load_state(place.lab), target)
-    argv = labs.exec_argv(place, ["ping", "-c", str(count), "-i", "0.2", "-W", "2", address])
-    sys.stdout.flush()
-    os.execvp(argv[0], argv)
+    _replace_with(
+        labs.exec_argv(place, ["ping", "-c", str(count), "-i", "0.2", "-W", "2", address])
+    )
 
 
 @task(
@@ -247,6 +242,12 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
     render.verify_summary(report, _names(place.lab))
     if not report.passed:
         raise Exit(code=1)
+
+
+def _replace_with(argv: list[str], env: dict | None = None) -> None:
+    """Become the command (its exit code is the task's), an argument vector, no shell."""
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, env if env is not None else os.environ)
 
 
 def _names(lab_name):

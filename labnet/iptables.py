@@ -6,31 +6,23 @@ import shlex
 import subprocess
 
 from .errors import LabFailure
+from .realize import in_netns
+
+
+def _output(netns: str, argv: list[str]) -> str:
+    proc = subprocess.run(in_netns(netns, argv), capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise LabFailure(f"{' '.join(argv)} in {netns}: {proc.stderr.strip()}")
+    return proc.stdout
 
 
 def save(netns: str, table: str = "nat") -> str:
-    proc = subprocess.run(
-        ["ip", "netns", "exec", netns, "iptables-save", "-t", table],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if proc.returncode != 0:
-        raise LabFailure(f"iptables-save in {netns}: {proc.stderr.strip()}")
-    return proc.stdout
+    return _output(netns, ["iptables-save", "-t", table])
 
 
 def listing(netns: str, table: str = "nat") -> str:
     """`iptables -t nat -nL`, the view of the article."""
-    proc = subprocess.run(
-        ["ip", "netns", "exec", netns, "iptables", "-t", table, "-nL"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if proc.returncode != 0:
-        raise LabFailure(f"iptables -nL in {netns}: {proc.stderr.strip()}")
-    return proc.stdout
+    return _output(netns, ["iptables", "-t", table, "-nL"])
 
 
 def parse_save(text: str) -> dict[str, list[list[str]]]:
