@@ -244,6 +244,37 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
         raise Exit(code=1)
 
 
+@task(
+    help={
+        "topology": "topology file (the lab is brought up for the walk when it is down)",
+        "no_pause": "run straight through (CI, recordings); exit 1 if an expected line is missing",
+        "lang": "language of the explanations: en or zh",
+        "file": "the walkthrough (default: <topology>.walk.yaml beside the topology)",
+    }
+)
+@cli.friendly
+def walk(c, topology, no_pause=False, lang="en", file=""):
+    """A narrated walkthrough of the flow, step by step, on the live lab."""
+    from labnet import lab, render, state
+    from labnet import walk as walker
+
+    wt = walker.load(Path(file) if file else walker.default_file(topology))
+    name = lab.resolve_lab(topology)
+    started_here = not state.lab_dir(name).exists()
+    if started_here:
+        with cli.progress(f"up {topology}") as step:
+            lab.up(topology, step)
+    try:
+        missing = walker.walk(name, wt, lang, pause=not no_pause)
+    finally:
+        if started_here:
+            lab.down(name)
+    if missing:
+        render.console.print(f"[bold red]{len(missing)} expected lines were not seen[/bold red]")
+        raise Exit(code=1)
+    render.console.print("[bold green]every expected line was seen in the live lab[/bold green]")
+
+
 def _replace_with(argv: list[str], env: dict | None = None) -> None:
     """Become the command (its exit code is the task's), an argument vector, no shell."""
     sys.stdout.flush()
