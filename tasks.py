@@ -190,10 +190,11 @@ def ping(c, source, target, count=3, lab=""):
     help={
         "target": "lab name or topology file (brought up first when it is down)",
         "junit": "also write the verdicts as JUnit XML to this file",
+        "html": "also write a self-contained HTML report (diagram, hop tables, layers, pcaps)",
     }
 )
 @cli.friendly
-def verify(c, target, junit=""):
+def verify(c, target, junit="", html=""):
     """Run a lab's checks, capture every hop, and judge each one (exit 1 if any fails)."""
     from labnet import capture
 
@@ -215,6 +216,10 @@ def verify(c, target, junit=""):
     render.verify_summary(report, _names(name))
     if junit:
         verifier.junit(report, Path(junit))
+    if html:
+        from labnet import report as reports
+
+        render.console.print(f"wrote {reports.write(reports.html(report, name), html)}")
     if not report.passed:
         raise Exit(code=1)
 
@@ -242,6 +247,23 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
     render.verify_summary(report, _names(place.lab))
     if not report.passed:
         raise Exit(code=1)
+
+
+@task(
+    help={
+        "target": "lab name or topology file",
+        "out": "where to write the SVG (default: <lab>.svg here)",
+        "path": "draw the path of a flow, FROM:TO (names or addresses), e.g. pod1:pod3",
+    }
+)
+@cli.friendly
+def graph(c, target, out="", path=""):
+    """Draw the lab as an SVG: nodes, namespaces, bridges, flannel.1, etcd, hosts, a path."""
+    from labnet import render, report
+
+    name, svg = report.graph(target, path)
+    written = report.write(svg, out or f"{name}.svg")
+    render.console.print(f"wrote {written}")
 
 
 @task(
@@ -311,6 +333,7 @@ def demo(c):
 def test(c, k="", unit=False):
     """Lint, then run the whole test suite (unit tests, then lab tests on real namespaces)."""
     with c.cd(HERE):
+        c.run("./scripts/bootstrap --test", pty=False)  # the browser the HTML report test uses
         c.run(f"{sys.executable} -m ruff check labnet tests tasks.py bench", pty=False)
         target = "tests/unit" if unit else "tests"
         select = f" -k {k!r}" if k else ""
