@@ -148,6 +148,31 @@ class Gateway:
             f"etcd not ready after {timeout:.0f} s ({last})", "see its log with: inv logs etcd"
         )
 
+    def put_v2(self, key: str, value: str) -> None:
+        """The v2 keys API (form-encoded PUT), where flannel before v0.18 read its config."""
+        import urllib.parse
+
+        body = urllib.parse.urlencode({"value": value})
+        if self._conn is None:
+            self._conn = self._connect(2.0)
+        self._conn.request(
+            "PUT", f"/v2/keys{key}", body, {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        resp = self._conn.getresponse()
+        data = resp.read()
+        if resp.status not in (200, 201):
+            raise LabFailure(f"etcd v2 PUT {key}: HTTP {resp.status} {data[:200]!r}")
+
+    def leases_v2(self, prefix: str) -> dict[str, dict]:
+        """key -> {"value", "ttl"} from the v2 keys API."""
+        if self._conn is None:
+            self._conn = self._connect(2.0)
+        self._conn.request("GET", f"/v2/keys{prefix}?recursive=true")
+        resp = self._conn.getresponse()
+        data = json.loads(resp.read() or b"{}")
+        nodes = data.get("node", {}).get("nodes", []) if resp.status == 200 else []
+        return {n["key"]: {"value": n.get("value", ""), "ttl": n.get("ttl")} for n in nodes}
+
     def put(self, key: str, value: str) -> None:
         self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
 

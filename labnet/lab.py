@@ -111,7 +111,10 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         gateway = etcd_server.Gateway(etcd_ns, str(topo.etcd.address))
         try:
             gateway.wait_ready(10.0, alive=lambda: processes.alive(etcd))
-            gateway.put(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
+            if topo.etcd.api == "v2":
+                gateway.put_v2(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
+            else:
+                gateway.put(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
         finally:
             gateway.close()
         progress("waiting for leases (subnet.env)")
@@ -207,6 +210,7 @@ def _start_etcd(topo: Topology, st: state.LabState) -> state.ProcessRecord:
     rec = processes.spawn("etcd", "etcd", ns, argv, lab_dir / "etcd.log")
     st.processes.append(rec)
     st.etcd = f"http://{topo.etcd.address}:{etcd_server.CLIENT_PORT}"
+    st.etcd_api = topo.etcd.api
     state.save(st)
     return rec
 
@@ -230,6 +234,7 @@ def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) ->
             d.setting("mode"),
             str(ndir),
             d.setting("ipmasq") == "true",
+            d.setting("etcd_api"),
         )
         rec = processes.fork_into(
             d.name,
@@ -462,7 +467,11 @@ def status(lab: str) -> Status:
         host = st.etcd.removeprefix("http://").split(":")[0]
         gw = etcd_server.Gateway(etcd_rec.netns, host)
         try:
-            for key, kv in gw.get_prefix(f"{FLANNEL_PREFIX}/subnets/").items():
+            if st.etcd_api == "v2":
+                leases = gw.leases_v2(f"{FLANNEL_PREFIX}/subnets")
+            for key, kv in (
+                {} if st.etcd_api == "v2" else gw.get_prefix(f"{FLANNEL_PREFIX}/subnets/")
+            ).items():
                 leases[key] = {
                     "value": kv["value"],
                     "ttl": gw.ttl(kv["lease"]) if kv["lease"] else None,

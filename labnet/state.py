@@ -42,6 +42,7 @@ class LabState:
     inodes: dict[str, int] = field(default_factory=dict)  # netns -> nsfs inode: proof it is ours
     roles: dict[str, str] = field(default_factory=dict)  # name -> node | pod | etcd | ...
     addresses: dict[str, str] = field(default_factory=dict)  # name -> its lab address
+    etcd_api: str = "v3"
     etcd: str = ""  # client URL, e.g. http://10.46.181.10:2379 (reached inside the lab only)
 
     @classmethod

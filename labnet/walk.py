@@ -31,6 +31,7 @@ class Command:
     argv: list[str]
     expect: list[str]
     events: str | None = None  # a node whose agent events to show while the command runs
+    trace: str | None = None  # instead of argv: follow a ping from `where` to this, hop by hop
 
 
 @dataclass
@@ -70,8 +71,13 @@ def load(path: Path) -> Walkthrough:
             raise InputError(f"{where}: each step needs a title")
         commands = []
         for j, c in enumerate(raw.get("run", [])):
+            if isinstance(c, dict) and "in" in c and "trace" in c:
+                commands.append(Command(str(c["in"]), [], [], None, str(c["trace"])))
+                continue
             if not isinstance(c, dict) or "in" not in c or "command" not in c:
-                raise InputError(f"{where}.run[{j}]: each command needs `in` and `command`")
+                raise InputError(
+                    f"{where}.run[{j}]: each command needs `in` and `command` (or `in` and `trace`)"
+                )
             argv = c["command"] if isinstance(c["command"], list) else shlex.split(c["command"])
             commands.append(
                 Command(
@@ -144,6 +150,8 @@ def _log_size(lab_name: str, node: str) -> int:
 
 def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     """Run one command as a learner would type it; returns the expected lines not found."""
+    if cmd.trace:
+        return _trace(lab_name, cmd)
     place = lab.find(cmd.where, lab_name)
     argv = [_fill(a, v) for a in cmd.argv]
     typed = ["ip", "netns", "exec", place.netns, *argv]
@@ -171,6 +179,21 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     for e in missing:
         render.console.print(f"  [bold red]expected and not seen:[/bold red] {e}")
     return missing
+
+
+def _trace(lab_name: str, cmd: Command) -> list[str]:
+    """A ping followed through every hop, captured and judged: `inv trace` inside the walk."""
+    from . import verify
+
+    render.console.print(
+        f"[bold magenta][{cmd.where}][/bold magenta] [dim]$[/dim] "
+        f"[bold]./scripts/inv trace {cmd.where} {cmd.trace}[/bold]"
+    )
+    report = verify.run(lab_name, [verify.adhoc_check(cmd.where, cmd.trace, "icmp", None)])
+    names = {f"{lab_name}-{n}": n for n in lab.load_state(lab_name).roles}
+    for r in report.results:
+        render.console.print(render.verify_table(r, names))
+    return [] if report.passed else [f"every hop of {cmd.where} -> {cmd.trace} seen"]
 
 
 def _escape(text: str) -> str:

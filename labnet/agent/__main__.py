@@ -28,6 +28,7 @@ def parse(argv: list[str]) -> AgentConfig:
     p.add_argument("--mode", choices=["miss", "static"], default="miss")
     p.add_argument("--run-dir", required=True, help="where subnet.env is written")
     p.add_argument("--ip-masq", action="store_true", help="flanneld --ip-masq")
+    p.add_argument("--etcd-api", choices=["v3", "v2"], default="v3")
     p.add_argument("--prefix", default="/coreos.com/network")
     p.add_argument("--lease-ttl", type=int, default=24 * 3600)
     a = p.parse_args(argv)
@@ -42,6 +43,7 @@ def parse(argv: list[str]) -> AgentConfig:
         a.mode,
         a.run_dir,
         a.ip_masq,
+        a.etcd_api,
         a.prefix,
         a.lease_ttl,
     )

@@ -29,11 +29,12 @@ from pathlib import Path
 
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
-import etcd3  # noqa: E402  (needs the protobuf setting above)
+import etcd3  # noqa: E402, F401  (imported here, before any fork: forked agents share it)
 from pyroute2 import IPRoute  # noqa: E402
 from pyroute2.netlink.rtnl import RTMGRP_NEIGH  # noqa: E402
 
 from ..plan import flannel_ipmasq_rules  # noqa: E402
+from .store import open_store  # noqa: E402
 
 NUD_INCOMPLETE, NUD_REACHABLE, NUD_PERMANENT = 0x01, 0x02, 0x80
 NTF_SELF = 0x02
@@ -55,6 +56,7 @@ class AgentConfig:
     mode: str  # miss | static
     run_dir: str  # where subnet.env goes (the node's /run/flannel)
     ipmasq: bool = False  # flanneld --ip-masq
+    etcd_api: str = "v3"  # v3 (flannel v0.18+) or v2 (keys with a TTL, before v0.18)
     prefix: str = "/coreos.com/network"
     lease_ttl: int = LEASE_TTL
 
@@ -125,7 +127,7 @@ class Agent:
         self.lease: Lease | None = None
         self.remote: dict[str, Lease] = {}  # etcd key -> lease of another node
         self._nl = threading.local()
-        self.etcd = etcd3.client(cfg.etcd_host, cfg.etcd_port, timeout=2)
+        self.store = open_store(cfg.etcd_api, cfg.etcd_host, cfg.etcd_port)
 
     # ------------------------------------------------------------ helpers
 
@@ -145,7 +147,7 @@ class Agent:
         waited = False
         while True:
             try:
-                value, _ = self.etcd.get(f"{self.cfg.prefix}/config")
+                value = self.store.get(f"{self.cfg.prefix}/config")
             except Exception as exc:  # noqa: BLE001 - etcd not up yet: any gRPC error
                 value, reason = None, type(exc).__name__
             else:
@@ -212,15 +214,14 @@ class Agent:
         )
 
     def read_leases(self) -> tuple[dict[str, Lease], int]:
-        resp = self.etcd.get_prefix_response(self.key(""))
+        values, revision = self.store.list(self.key(""))
         leases = {}
-        for kv in resp.kvs:
-            key = kv.key.decode()
+        for key, value in values.items():
             try:
-                leases[key] = Lease.parse(key, kv.value)
+                leases[key] = Lease.parse(key, value)
             except (ValueError, KeyError):
                 log("lease-ignored", key=key, reason="unparsable")
-        return leases, resp.header.revision
+        return leases, revision
 
     def acquire_lease(self, config: dict) -> Lease:
         self.network = IPv4Network(config["Network"])
@@ -254,18 +255,9 @@ class Agent:
             log("lease-conflict", subnet=subnet, action="retry")
 
     def _write_lease(self, lease: Lease, exists: bool) -> bool:
-        key, value = self.key(lease.key_name), lease.to_json()
-        self.etcd_lease = self.etcd.lease(self.cfg.lease_ttl)
-        if exists:  # ours already: rewrite it with a fresh TTL
-            self.etcd.put(key, value, lease=self.etcd_lease)
-            return True
-        tx = self.etcd.transactions
-        ok, _ = self.etcd.transaction(
-            compare=[tx.create(key) == 0],
-            success=[tx.put(key, value, lease=self.etcd_lease)],
-            failure=[],
-        )
-        return ok
+        # ours already: rewrite it with a fresh TTL; else create it only if nobody did meanwhile
+        key = self.key(lease.key_name)
+        return self.store.write(key, lease.to_json(), self.cfg.lease_ttl, create_only=not exists)
 
     def configure_device(self, lease: Lease) -> None:
         ipr = self.ipr()
@@ -414,23 +406,22 @@ class Agent:
 
     def watch(self, revision: int) -> None:
         """Lease events from etcd, from the revision after the initial listing on."""
-        events, _cancel = self.etcd.watch_prefix(self.key(""), start_revision=revision + 1)
-        for ev in events:
-            key = ev.key.decode()
-            if isinstance(ev, etcd3.events.DeleteEvent):
-                self.lease_removed(key)
-            else:
-                try:
-                    self.lease_added(key, Lease.parse(key, ev.value))
-                except (ValueError, KeyError):
-                    log("lease-ignored", key=key, reason="unparsable")
+        self.store.watch(self.key(""), revision, self._put_event, self.lease_removed)
+
+    def _put_event(self, key: str, value: bytes) -> None:
+        try:
+            self.lease_added(key, Lease.parse(key, value))
+        except (ValueError, KeyError):
+            log("lease-ignored", key=key, reason="unparsable")
 
     def renew(self) -> None:
         """Keep the lease: refresh it an hour before the 24 h TTL runs out."""
         wait = max(self.cfg.lease_ttl - RENEW_MARGIN, self.cfg.lease_ttl / 2)
         while not threading.Event().wait(wait):
             try:
-                self.etcd_lease.refresh()
+                self.store.refresh(
+                    self.key(self.lease.key_name), self.lease.to_json(), self.cfg.lease_ttl
+                )
                 log("lease-renewed", subnet=self.lease.subnet, ttl=self.cfg.lease_ttl)
             except Exception as exc:  # noqa: BLE001 - etcd away: try again sooner
                 log("renew-failed", reason=type(exc).__name__)
