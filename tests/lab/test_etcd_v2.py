@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from labnet import etcd_server
 from tests.conftest import ROOT
 from tests.lab.conftest import fresh_lab, sh
 
@@ -33,7 +34,7 @@ def test_etcdctl_ls_as_in_the_article(v2_lab):
         "etcd",
         "env",
         "ETCDCTL_API=2",
-        f"{__import__('labnet.etcd_server').etcd_server.etcdctl_binary()}",
+        etcd_server.etcdctl_binary(),
         "--endpoints",
         "http://10.46.181.10:2379",
         "ls",
