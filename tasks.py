@@ -213,7 +213,7 @@ def verify(c, target, junit="", html=""):
             lab.up(target, step)
     with cli.progress(f"verify {name}") as step:
         report = verifier.run(name, progress=step)
-    render.verify_summary(report, _names(name))
+    render.verify_summary(report, lab.short_names(name))
     if junit:
         verifier.junit(report, Path(junit))
     if html:
@@ -244,7 +244,7 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
     check = verifier.adhoc_check(source, target, proto, port or None)
     with cli.progress(f"trace {source} -> {target}") as step:
         report = verifier.run(place.lab, [check], progress=step)
-    render.verify_summary(report, _names(place.lab))
+    render.verify_summary(report, labs.short_names(place.lab))
     if not report.passed:
         raise Exit(code=1)
 
@@ -301,13 +301,6 @@ def _replace_with(argv: list[str], env: dict | None = None) -> None:
     """Become the command (its exit code is the task's), an argument vector, no shell."""
     sys.stdout.flush()
     os.execvpe(argv[0], argv, env if env is not None else os.environ)
-
-
-def _names(lab_name):
-    from labnet import plan, state
-
-    st = state.load(lab_name)
-    return {plan.netns_name(lab_name, n): n for n in st.roles}
 
 
 @task

@@ -420,6 +420,12 @@ def exec_argv(place: Place, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", place.netns, *argv]
 
 
+def short_names(lab_name: str) -> dict[str, str]:
+    """netns -> the name it stands for (master, pod1, ...), for tables people read."""
+    st = load_state(lab_name)
+    return {plan.netns_name(lab_name, n): n for n in st.roles}
+
+
 def address_of(st: state.LabState, name: str) -> str:
     """A name's lab address (pods, nodes, hosts); an address is returned as it is."""
     if name in st.addresses:

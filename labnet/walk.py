@@ -190,7 +190,7 @@ def _trace(lab_name: str, cmd: Command) -> list[str]:
         f"[bold]./scripts/inv trace {cmd.where} {cmd.trace}[/bold]"
     )
     report = verify.run(lab_name, [verify.adhoc_check(cmd.where, cmd.trace, "icmp", None)])
-    names = {f"{lab_name}-{n}": n for n in lab.load_state(lab_name).roles}
+    names = lab.short_names(lab_name)
     for r in report.results:
         render.console.print(render.verify_table(r, names))
     return [] if report.passed else [f"every hop of {cmd.where} -> {cmd.trace} seen"]
