@@ -52,6 +52,11 @@ def down(c, target=None, all=False):
         )
         if r.skipped:
             render.console.print(f"  left alone (not this lab's): {', '.join(r.skipped)}")
+        for proc in r.left:
+            render.console.print(
+                f"  [yellow]not labnet's, left running:[/yellow] {proc} "
+                "(it keeps that namespace alive until it exits)"
+            )
     if all and not reports:
         render.console.print("no lab was up")
 

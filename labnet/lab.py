@@ -352,7 +352,7 @@ def down(target: str) -> teardown.DownReport:
 
 def down_all() -> list[teardown.DownReport]:
     preflight.require_root()
-    return [teardown.down(lab) for lab in state.labs()]
+    return [teardown.down(lab) for lab in teardown.all_labs()]
 
 
 def load_state(lab: str) -> state.LabState:

@@ -86,6 +86,13 @@ def load(lab: str) -> LabState | None:
         ) from None
 
 
+def lab_dirs() -> list[str]:
+    """Every lab directory, also those whose state file is damaged or missing."""
+    if not STATE_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in STATE_ROOT.iterdir() if p.is_dir())
+
+
 def labs() -> list[str]:
     """Labs that have a state directory."""
     if not STATE_ROOT.is_dir():

@@ -2,7 +2,10 @@
 
 Processes go first: a process left inside a deleted namespace keeps it alive, invisibly.
 A namespace is deleted only if it is recorded *and* carries this lab's ownership mark (or no
-mark at all: a build killed between creating it and marking it).
+mark at all: a build killed between creating it and marking it). A build killed between
+starting a daemon and recording it leaves a daemon the state file does not name: such
+processes are found inside the lab's own namespaces, by the names labnet gives its daemons.
+Labs whose state file is damaged or gone are found by the mark on their namespaces' lo.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import shutil
 from dataclasses import dataclass, field
 
 from . import netns, processes, state
-from .errors import InputError
+from .errors import InputError, LabFailure
 from .realize import Kernel, owner_of
+
+# the process names (comm) of what labnet starts inside a lab: etcd and its own forks
+LAB_DAEMONS = ("etcd", "flanneld", "labnet-pod", "labnet-serve")
 
 
 @dataclass
@@ -21,6 +27,7 @@ class DownReport:
     processes: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # recorded but owned by someone else
+    left: list[str] = field(default_factory=list)  # not labnet's, running in the lab: untouched
 
 
 def _ours(st: state.LabState, ns: str, kernel: Kernel) -> bool:
@@ -41,10 +48,41 @@ def _remove_namespaces(st: state.LabState, report: DownReport) -> None:
             report.namespaces.append(ns)
 
 
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _strays(st: state.LabState, report: DownReport) -> list[state.ProcessRecord]:
+    """labnet's daemons inside the lab's namespaces that the state file does not name."""
+    recorded = {p.pid for p in st.processes}
+    found = []
+    with Kernel() as kernel:
+        mine = [ns for ns in st.namespaces if netns.exists(ns) and _ours(st, ns, kernel)]
+    for ns in mine:
+        for pid in netns.pids_inside(ns):
+            if pid in recorded or processes.state_letter(pid) in (None, "Z"):
+                continue
+            comm = _comm(pid)
+            if comm in LAB_DAEMONS:
+                found.append(
+                    state.ProcessRecord(
+                        f"{comm} (unrecorded)", comm, ns, pid, processes.starttime(pid) or 0
+                    )
+                )
+            else:
+                report.left.append(f"{pid} {comm} in {ns}")
+    return found
+
+
 def teardown(st: state.LabState) -> DownReport:
     """Remove what `st` records; the caller holds the lab's lock."""
     report = DownReport(st.lab)
     report.processes = processes.stop(st.processes)
+    report.processes += processes.stop(_strays(st, report))
     _remove_namespaces(st, report)
     shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
     try:
@@ -54,14 +92,35 @@ def teardown(st: state.LabState) -> DownReport:
     return report
 
 
+def marked_namespaces() -> dict[str, list[str]]:
+    """lab -> namespaces carrying its ownership mark, whatever the state files say."""
+    out: dict[str, list[str]] = {}
+    with Kernel() as kernel:
+        for ns in netns.list_names():
+            owner = owner_of(kernel, ns)
+            if owner:
+                out.setdefault(owner, []).append(ns)
+    return out
+
+
 def down(lab: str) -> DownReport:
-    if not state.lab_dir(lab).exists():
+    marked = marked_namespaces().get(lab, [])
+    if not state.lab_dir(lab).exists() and not marked:
         raise InputError(f"no lab named {lab!r} is up", hint_labs())
     with state.locked(lab):
-        st = state.load(lab)
+        try:
+            st = state.load(lab)
+        except LabFailure:  # damaged: what carries the lab's mark is still found
+            st = None
         if st is None:
             st = state.LabState(lab, topology="")
+        st.namespaces += [ns for ns in marked if ns not in st.namespaces]
         return teardown(st)
+
+
+def all_labs() -> list[str]:
+    """Labs with a state directory, and labs known only by the marks on their namespaces."""
+    return sorted(set(state.lab_dirs()) | set(marked_namespaces()))
 
 
 def hint_labs() -> str:

@@ -1,0 +1,171 @@
+"""Clean-up you can trust: crashes mid-build, damaged state, decoys, two labs at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from labnet import lab, netns, processes, state, teardown
+from tests.conftest import ROOT, run_inv
+from tests.lab.conftest import fresh_lab, sh, variant
+
+pytestmark = pytest.mark.lab
+MINIMAL = ROOT / "topologies" / "flannel-vxlan-minimal.yaml"
+LAB = "flannel-minimal"
+
+
+def lab_processes(names: list[str]) -> list[int]:
+    """Live processes inside the given namespaces."""
+    return [
+        pid
+        for ns in names
+        for pid in netns.pids_inside(ns)
+        if processes.state_letter(pid) not in (None, "Z")
+    ]
+
+
+def nothing_left(lab_name: str, before: set[str]) -> None:
+    left = set(netns.list_names()) - before
+    assert not left, left
+    assert not state.lab_dir(lab_name).exists()
+
+
+@pytest.mark.parametrize("trial", range(20))
+def test_up_killed_at_random_points_then_down_leaves_nothing(root_required, trial):
+    """SIGKILL `inv up` at kill times spread evenly from before the build starts (Python still
+    importing) to after it ended, so the trials fall in every stage of the build."""
+    before = set(netns.list_names())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labnet", "up", str(MINIMAL)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0 + 4.0 * trial / 19)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    names = [n for n in netns.list_names() if n.startswith(f"{LAB}-")]
+    if state.lab_dir(LAB).exists() or names:
+        down = run_inv("down", LAB)
+        assert down.returncode == 0, down.stdout + down.stderr
+    assert not lab_processes(names)
+    nothing_left(LAB, before)
+
+
+def test_after_the_crashes_the_next_up_works(root_required):
+    with fresh_lab(MINIMAL):
+        assert " 0% packet loss" in sh(LAB, "pod1", "ping", "-c", "1", "172.16.57.15")
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated"])
+def test_down_all_finds_labs_whose_state_is_damaged(root_required, damage):
+    before = set(netns.list_names())
+    result = lab.up(str(MINIMAL))
+    names = list(result.state.namespaces)
+    path = state.state_file(LAB)
+    if damage == "missing":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_text("{not json")
+    else:
+        path.write_text(path.read_text()[:40])
+    proc = run_inv("down", "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not lab_processes(names)
+    nothing_left(LAB, before)
+
+
+def test_decoys_are_never_touched(root_required, tmp_path):
+    """Namespaces and processes with labnet-like names, not made by labnet."""
+    decoy_ns = [f"{LAB}-pod1", "flannel-vxlan-decoy"]
+    for ns in decoy_ns:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    # a process named like a labnet daemon, in a decoy namespace, with an iptables chain
+    sleeper = subprocess.Popen(["ip", "netns", "exec", decoy_ns[1], "sleep", "300"])
+    subprocess.run(
+        ["ip", "netns", "exec", decoy_ns[1], "iptables", "-t", "nat", "-N", "KUBE-SERVICES"],
+        check=True,
+    )
+    try:
+        proc = run_inv("up", str(MINIMAL))  # pod1's namespace name is taken: refused
+        assert proc.returncode == 1 and "already exists and is not this lab's" in proc.stderr
+        assert not state.lab_dir(LAB).exists()
+        assert run_inv("down", "--all").returncode == 0
+        assert set(decoy_ns) <= set(netns.list_names())
+        assert sleeper.poll() is None
+        chains = subprocess.run(
+            ["ip", "netns", "exec", decoy_ns[1], "iptables", "-t", "nat", "-S"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "-N KUBE-SERVICES" in chains
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for ns in decoy_ns:
+            subprocess.run(["ip", "netns", "del", ns])
+
+
+def test_two_labs_with_the_same_addresses_at_once(root_required, tmp_path_factory):
+    a = variant(tmp_path_factory, "twin-a", {})
+    b = variant(tmp_path_factory, "twin-b", {})
+    with fresh_lab(a), fresh_lab(b):
+        for name in ("twin-a", "twin-b"):
+            assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", "172.16.57.15")
+        # each lab's pod3 answers in its own lab only
+        assert sh("twin-a", "pod1", "curl", "-s", "http://172.16.57.15:8080/").startswith("pod3 ")
+
+
+def test_two_ups_of_one_lab_at_once(root_required):
+    before = set(netns.list_names())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "labnet", "up", str(MINIMAL)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    try:
+        codes = sorted(p.returncode for p in procs)
+        text = " ".join(o + e for o, e in outs)
+        # one builds it; the other is told the lab is busy (or, if it came late, that it is up)
+        assert codes[0] == 0
+        assert "is busy" in text or "already up" in text
+        assert len([n for n in netns.list_names() if n.startswith(f"{LAB}-")]) == 6
+    finally:
+        run_inv("down", LAB)
+    nothing_left(LAB, before)
+
+
+def test_state_and_logs_are_not_world_writable(root_required):
+    with fresh_lab(MINIMAL):
+        for path in state.lab_dir(LAB).rglob("*"):
+            if path.is_file():
+                assert not path.stat().st_mode & 0o002, path
+        assert json.loads(state.state_file(LAB).read_text())["lab"] == LAB
+
+
+def test_unrecorded_daemons_are_found_by_their_namespace(root_required):
+    """A daemon started just before a crash, missing from the state file, is still stopped."""
+    before = set(netns.list_names())
+    result = lab.up(str(MINIMAL))
+    st = state.load(LAB)
+    agent = next(p for p in st.processes if p.name == "flanneld-master")
+    st.processes = [p for p in st.processes if p is not agent]
+    state.save(st)
+    report = teardown.down(LAB)
+    assert any("unrecorded" in p for p in report.processes)
+    assert not processes.alive(agent)
+    assert not lab_processes(list(result.state.namespaces))
+    nothing_left(LAB, before)
+    assert os.getuid() == 0
