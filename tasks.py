@@ -254,6 +254,22 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
         raise Exit(code=1)
 
 
+@task(help={"name": "etcd, flanneld-NODE or POD/CONTAINER", "lab": "lab name, when several"})
+@cli.friendly
+def restart(c, name, lab=""):
+    """Start one of a lab's processes again, as after a crash (e.g. inv restart flanneld-master)."""
+    from labnet import lab as labs
+    from labnet import render, state
+
+    names = [lab] if lab else state.labs()
+    if len(names) != 1:
+        from labnet.errors import InputError
+
+        raise InputError("say which lab with --lab", f"labs up: {', '.join(names) or 'none'}")
+    rec = labs.restart(names[0], name)
+    render.console.print(f"{rec.name} started again in {rec.netns} (pid {rec.pid})")
+
+
 @task(
     help={
         "target": "lab name or topology file",

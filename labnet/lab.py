@@ -215,10 +215,12 @@ def _start_etcd(topo: Topology, st: state.LabState) -> state.ProcessRecord:
     return rec
 
 
-def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) -> None:
+def _start_agents(
+    topo: Topology, lab_plan: plan.LabPlan, st: state.LabState, only: str | None = None
+) -> None:
     from .agent import flannel  # imports etcd3 and gRPC here, once, shared by forked agents
 
-    for d in (d for d in lab_plan.daemons if d.kind == "flannel"):
+    for d in (d for d in lab_plan.daemons if d.kind == "flannel" and only in (None, d.name)):
         node = d.netns[len(topo.name) + 1 :]
         ndir = state.node_dir(topo.name, node)
         ndir.mkdir(parents=True, exist_ok=True)
@@ -235,6 +237,7 @@ def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) ->
             str(ndir),
             d.setting("ipmasq") == "true",
             d.setting("etcd_api"),
+            lease_ttl=topo.flannel.lease_ttl,
         )
         rec = processes.fork_into(
             d.name,
@@ -246,6 +249,33 @@ def _start_agents(topo: Topology, lab_plan: plan.LabPlan, st: state.LabState) ->
         )
         st.processes.append(rec)
         state.save(st)
+
+
+def restart(lab_name: str, name: str) -> state.ProcessRecord:
+    """Start a lab's daemon again (etcd, flanneld-NODE, POD/CONTAINER), as after a crash."""
+    preflight.require_root()
+    with state.locked(lab_name):
+        st = load_state(lab_name)
+        topo = model.load(st.topology)
+        lab_plan = plan.plan(topo)
+        daemon = next((d for d in lab_plan.daemons if d.name == name), None)
+        if daemon is None:
+            raise InputError(
+                f"lab {lab_name!r} runs nothing called {name!r}",
+                f"processes: {', '.join(d.name for d in lab_plan.daemons)}",
+            )
+        old = [p for p in st.processes if p.name == name]
+        processes.stop(old)
+        st.processes = [p for p in st.processes if p.name != name]
+        if daemon.kind == "etcd":
+            _start_etcd(topo, st)
+        elif daemon.kind == "flannel":
+            _import_agent()
+            _start_agents(topo, lab_plan, st, only=name)
+        else:
+            _start_workloads(topo, [daemon], st)
+        state.save(st)
+        return next(p for p in st.processes if p.name == name)
 
 
 def read_subnet_env(path: Path) -> dict[str, str]:

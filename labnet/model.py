@@ -47,6 +47,7 @@ class Flannel:
     port: int
     mode: str  # "miss" (v0.5-v0.8) or "static" (v0.9+)
     ipmasq: bool
+    lease_ttl: int = 86400  # flannel's 24 h; shorter ones show expiry in class
 
     @property
     def device(self) -> str:
@@ -346,6 +347,7 @@ def _build_flannel(raw: dict, loc: _Locator) -> Flannel:
         backend.get("port", 8472),
         backend.get("mode", "miss"),
         raw.get("ipmasq", False),
+        raw.get("lease_ttl", 86400),
     )
 
 

@@ -42,6 +42,8 @@ RTNH_F_ONLINK = 0x04
 PROTO_BOOT = 3
 LEASE_TTL = 24 * 3600  # flannel's subnet lease
 RENEW_MARGIN = 3600  # renewed 1 h before expiry
+RETRY = 0.5  # seconds between tries to reach etcd again
+RESYNC = 5.0  # seconds between comparisons of etcd's leases with the programmed entries
 VXLAN_OVERHEAD = 50
 
 
@@ -127,6 +129,7 @@ class Agent:
         self.lease: Lease | None = None
         self.remote: dict[str, Lease] = {}  # etcd key -> lease of another node
         self._nl = threading.local()
+        self._sync = threading.RLock()  # watch, resync and start-up all program entries
         self.store = open_store(cfg.etcd_api, cfg.etcd_host, cfg.etcd_port)
 
     # ------------------------------------------------------------ helpers
@@ -336,7 +339,11 @@ class Agent:
     # ------------------------------------------------------------ remote leases
 
     def lease_added(self, key: str, lease: Lease) -> None:
-        if lease.public_ip == self.cfg.public_ip:
+        with self._sync:
+            self._lease_added(key, lease)
+
+    def _lease_added(self, key: str, lease: Lease) -> None:
+        if lease.public_ip == self.cfg.public_ip or self.remote.get(key) == lease:
             return
         self.remote[key] = lease
         log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip, vtep_mac=lease.vtep_mac)
@@ -373,6 +380,10 @@ class Agent:
             )
 
     def lease_removed(self, key: str) -> None:
+        with self._sync:
+            self._lease_removed(key)
+
+    def _lease_removed(self, key: str) -> None:
         lease = self.remote.pop(key, None)
         if lease is None:
             return
@@ -405,8 +416,42 @@ class Agent:
             log("cleanup-skipped", reason=exc)
 
     def watch(self, revision: int) -> None:
-        """Lease events from etcd, from the revision after the initial listing on."""
-        self.store.watch(self.key(""), revision, self._put_event, self.lease_removed)
+        """Lease events from etcd, from the revision after the initial listing on; when etcd
+        goes away, the programmed entries stay and the agent reconnects and catches up."""
+        while True:
+            try:
+                self.store.watch(self.key(""), revision, self._put_event, self.lease_removed)
+                log("watch-ended", action="reconnecting")
+            except Exception as exc:  # noqa: BLE001 - etcd down: keep what is programmed
+                log("watch-lost", reason=type(exc).__name__, action="retrying")
+            while True:
+                time.sleep(RETRY)
+                try:
+                    leases, revision = self.read_leases()
+                except Exception:  # noqa: BLE001 - still down
+                    continue
+                self.reconcile(leases)
+                log("watch-resumed", revision=revision)
+                break
+
+    def resync(self) -> None:
+        """Every few seconds, what etcd holds is compared with what was programmed: a watch
+        that silently lost its stream (an etcd restart) cannot leave the node behind."""
+        while True:
+            time.sleep(RESYNC)
+            try:
+                leases, _ = self.read_leases()
+            except Exception:  # noqa: BLE001 - etcd away: keep going with what is programmed
+                continue
+            self.reconcile(leases)
+
+    def reconcile(self, leases: dict[str, Lease]) -> None:
+        with self._sync:
+            for key in [k for k in self.remote if k not in leases]:
+                self.lease_removed(key)
+            for key, lease in leases.items():
+                if self.remote.get(key) != lease:
+                    self.lease_added(key, lease)
 
     def _put_event(self, key: str, value: bytes) -> None:
         try:
@@ -416,16 +461,18 @@ class Agent:
 
     def renew(self) -> None:
         """Keep the lease: refresh it an hour before the 24 h TTL runs out."""
-        wait = max(self.cfg.lease_ttl - RENEW_MARGIN, self.cfg.lease_ttl / 2)
+        every = max(self.cfg.lease_ttl - RENEW_MARGIN, self.cfg.lease_ttl / 2)
+        wait = every
         while not threading.Event().wait(wait):
             try:
                 self.store.refresh(
                     self.key(self.lease.key_name), self.lease.to_json(), self.cfg.lease_ttl
                 )
                 log("lease-renewed", subnet=self.lease.subnet, ttl=self.cfg.lease_ttl)
+                wait = every
             except Exception as exc:  # noqa: BLE001 - etcd away: try again sooner
                 log("renew-failed", reason=type(exc).__name__)
-                wait = 5
+                wait = min(every, 5)
 
     # ------------------------------------------------------------ L3 misses
 
@@ -448,7 +495,11 @@ class Agent:
     def l3_miss(self, dst: str) -> None:
         started = time.perf_counter()
         log("l3-miss", dst=dst, dev=self.device)
-        leases, _ = self.read_leases()
+        try:
+            leases, _ = self.read_leases()
+        except Exception as exc:  # noqa: BLE001 - etcd away: answer from the leases seen
+            log("etcd-unavailable", reason=type(exc).__name__, answer="from the leases seen")
+            leases = dict(self.remote)
         match = next(
             (
                 lease
@@ -498,6 +549,7 @@ class Agent:
             self.lease_added(key, lease)
         self.write_subnet_env(self.lease)
         threading.Thread(target=self.watch, args=(revision,), daemon=True).start()
+        threading.Thread(target=self.resync, daemon=True).start()
         threading.Thread(target=self.renew, daemon=True).start()
         if self.cfg.mode == "miss":
             self.serve_misses()
