@@ -66,6 +66,10 @@ def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
         try:
             _build(topo, st, progress)
         except BaseException:
+            if os.environ.get("LABNET_KEEP_FAILED"):  # to inspect it; `inv down LAB` after
+                st.status = "failed"
+                state.save(st)
+                raise
             progress("build failed: removing what was created")
             teardown.teardown(st)
             raise
@@ -83,14 +87,14 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
     importer.start()
     lab_plan = plan.plan(topo)
     etcd_ns, ul_ns = plan.netns_name(topo.name, "etcd"), plan.netns_name(topo.name, "underlay")
-    first_ns = [ns for ns in lab_plan.namespaces if ns.name in (etcd_ns, ul_ns)]
+    first_ns = [ns for ns in lab_plan.namespaces if ns.role == "etcd" or ns.name == ul_ns]
     with Kernel() as kernel:
         progress("etcd on the underlay")
         st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
         st.roles = {ns.owner: ns.role for ns in lab_plan.namespaces}
         state.save(st)  # recorded before they exist: a crash mid-way is still undone
         _create_namespaces(kernel, topo, first_ns, st)
-        first, rest = lab_plan.base.split({etcd_ns, ul_ns})
+        first, rest = lab_plan.base.split({ns.name for ns in first_ns})
         apply(kernel, first)
         etcd = _start_etcd(topo, st)
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
@@ -134,7 +138,9 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
 
 
 def _host_addresses(topo: Topology) -> dict[str, str]:
-    out = {"etcd": str(topo.etcd.address)}
+    out = {
+        m: str(a) for m, a in zip(topo.etcd.member_names, topo.etcd.member_addresses, strict=True)
+    }
     out |= {n.name: str(n.address) for n in topo.nodes}
     if topo.external:
         out["gateway"] = str(topo.external.gateway)
@@ -202,17 +208,27 @@ def _create_namespaces(
         st.inodes[ns.name] = netns.inode(ns.name)
 
 
-def _start_etcd(topo: Topology, st: state.LabState) -> state.ProcessRecord:
-    ns = plan.netns_name(topo.name, "etcd")
+def _start_etcd(topo: Topology, st: state.LabState, only: str | None = None) -> state.ProcessRecord:
+    """The embedded etcd: one member, or each member of a cluster. Returns the first."""
     lab_dir = state.lab_dir(topo.name)
     exe = etcd_server.binary(topo.etcd.binary)
-    argv = etcd_server.argv(exe, topo.name, str(topo.etcd.address), lab_dir / "etcd")
-    rec = processes.spawn("etcd", "etcd", ns, argv, lab_dir / "etcd.log")
-    st.processes.append(rec)
+    members = dict(zip(topo.etcd.member_names, map(str, topo.etcd.member_addresses), strict=True))
+    started = []
+    for name, address in members.items():
+        if only not in (None, name):
+            continue
+        data = lab_dir / ("etcd" if name == "etcd" else f"{name}.data")
+        cluster = members if len(members) > 1 else None
+        argv = etcd_server.argv(exe, name if cluster else topo.name, address, data, cluster)
+        rec = processes.spawn(
+            name, "etcd", plan.netns_name(topo.name, name), argv, lab_dir / f"{name}.log"
+        )
+        st.processes.append(rec)
+        started.append(rec)
     st.etcd = f"http://{topo.etcd.address}:{etcd_server.CLIENT_PORT}"
     st.etcd_api = topo.etcd.api
     state.save(st)
-    return rec
+    return started[0]
 
 
 def _start_agents(
@@ -224,7 +240,8 @@ def _start_agents(
         node = d.netns[len(topo.name) + 1 :]
         ndir = state.node_dir(topo.name, node)
         ndir.mkdir(parents=True, exist_ok=True)
-        host, port = d.setting("etcd").removeprefix("http://").split(":")
+        endpoints = [u.removeprefix("http://") for u in d.setting("etcd").split(",")]
+        host, port = endpoints[0].split(":")
         pinned = d.setting("subnet")
         cfg = flannel.AgentConfig(
             node,
@@ -238,6 +255,7 @@ def _start_agents(
             d.setting("ipmasq") == "true",
             d.setting("etcd_api"),
             lease_ttl=topo.flannel.lease_ttl,
+            more_endpoints=tuple(endpoints[1:]),
         )
         rec = processes.fork_into(
             d.name,
@@ -268,7 +286,7 @@ def restart(lab_name: str, name: str) -> state.ProcessRecord:
         processes.stop(old)
         st.processes = [p for p in st.processes if p.name != name]
         if daemon.kind == "etcd":
-            _start_etcd(topo, st)
+            _start_etcd(topo, st, only=name)
         elif daemon.kind == "flannel":
             _import_agent()
             _start_agents(topo, lab_plan, st, only=name)
@@ -471,7 +489,7 @@ def address_of(st: state.LabState, name: str) -> str:
 
 def log_path(place: Place) -> Path:
     if place.role == "etcd":
-        return state.lab_dir(place.lab) / "etcd.log"
+        return state.lab_dir(place.lab) / f"{place.name}.log"
     if place.role == "node":
         return state.node_dir(place.lab, place.name) / "flanneld.log"
     if place.role == "container":

