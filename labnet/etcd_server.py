@@ -59,64 +59,23 @@ def tools_env() -> dict[str, str]:
 def argv(
     exe: str, name: str, address: str, data_dir: Path, cluster: dict[str, str] | None = None
 ) -> list[str]:
-    """Lab-tuned timings: one member on one machine elects itself in ~100 ms. A cluster's
-    members (name -> address) talk to each other on the underlay, port 2380."""
+    """Lab-tuned timings: one member on one machine elects itself in ~100 ms. A single member
+    keeps its peer URL on the namespace's lo; a cluster's members (name -> address) talk to
+    each other on the underlay, port 2380."""
     client = f"http://{address}:{CLIENT_PORT}"
     if cluster and len(cluster) > 1:
         peer = f"http://{address}:2380"
         initial = ",".join(f"{n}=http://{a}:2380" for n, a in cluster.items())
-        return [
-            exe,
-            "--name",
-            name,
-            "--data-dir",
-            str(data_dir),
-            "--listen-client-urls",
-            client,
-            "--advertise-client-urls",
-            client,
-            "--listen-peer-urls",
-            peer,
-            "--initial-advertise-peer-urls",
-            peer,
-            "--initial-cluster",
-            initial,
-            "--initial-cluster-state",
-            "new",
-            "--heartbeat-interval",
-            "10",
-            "--election-timeout",
-            "100",
-            "--log-level",
-            "warn",
-            "--enable-v2=true",
-        ]
+    else:
+        peer, initial = PEER_URL, f"{name}={PEER_URL}"
     return [
-        exe,
-        "--name",
-        name,
-        "--data-dir",
-        str(data_dir),
-        "--listen-client-urls",
-        client,
-        "--advertise-client-urls",
-        client,
-        "--listen-peer-urls",
-        PEER_URL,
-        "--initial-advertise-peer-urls",
-        PEER_URL,
-        "--initial-cluster",
-        f"{name}={PEER_URL}",
-        "--initial-cluster-state",
-        "new",
-        "--heartbeat-interval",
-        "10",
-        "--election-timeout",
-        "100",
-        "--log-level",
-        "warn",
-        "--enable-v2=true",
-    ]
+        exe, "--name", name, "--data-dir", str(data_dir),
+        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", initial, "--initial-cluster-state", "new",
+        "--heartbeat-interval", "10", "--election-timeout", "100",
+        "--log-level", "warn", "--enable-v2=true",
+    ]  # fmt: skip
 
 
 def _b64(text: str) -> str:

@@ -25,7 +25,9 @@ CHROMIUM = [
 
 
 def browser(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    exe = next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+    )
     if exe is None:
         pytest.fail("chromium is missing: ./scripts/bootstrap --test installs it")
     return subprocess.run(
