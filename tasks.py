@@ -254,6 +254,26 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
         raise Exit(code=1)
 
 
+@task(
+    help={
+        "nodes": "how many nodes",
+        "pods": "how many pods, spread over the nodes",
+        "backend": "flannel backend (vxlan)",
+        "name": "lab name (default: gen-<N>n-<M>p)",
+    }
+)
+@cli.friendly
+def gen(c, nodes=2, pods=4, backend="vxlan", name=""):
+    """Write a valid topology of any size to stdout: inv gen --nodes 10 --pods 50 > lab.yaml"""
+    import yaml
+
+    from labnet import generate
+
+    topo = generate.topology(nodes, pods, backend, name or None)
+    sys.stdout.write("# yaml-language-server: $schema=../labnet/schema/topology.schema.json\n")
+    sys.stdout.write(yaml.safe_dump(topo, sort_keys=False, default_flow_style=None, width=100))
+
+
 @task(help={"name": "etcd, flanneld-NODE or POD/CONTAINER", "lab": "lab name, when several"})
 @cli.friendly
 def restart(c, name, lab=""):
