@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -466,6 +467,20 @@ def exec_argv(place: Place, argv: list[str]) -> list[str]:
     if place.pid is not None:
         return ["nsenter", "-t", str(place.pid), "-n", "-p", "-m", "-u", "--", *argv]
     return ["ip", "netns", "exec", place.netns, *argv]
+
+
+def flannel_macs(st: state.LabState) -> dict[str, str]:
+    """node -> its flannel.1 MAC, read inside the node (its sysfs is the node's own)."""
+    out = {}
+    for node, facts in st.nodes.items():
+        proc = subprocess.run(
+            ["ip", "netns", "exec", facts["netns"], "cat", "/sys/class/net/flannel.1/address"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        out[node] = proc.stdout.strip() if proc.returncode == 0 else "?"
+    return out
 
 
 def short_names(lab_name: str) -> dict[str, str]:

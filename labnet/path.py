@@ -169,7 +169,7 @@ def build(topo: Topology, subnets: dict[str, str], pod_ips: dict[str, str]) -> N
 # ---------------------------------------------------------------- NAT, as the rules say
 
 
-def _service_match(
+def service_match(
     model: NetModel, ns: str, dst: str, port: int | None, proto: str
 ) -> tuple[Service, ServicePort, bool] | None:
     """kube-proxy's KUBE-SERVICES: a cluster IP and port, or a NodePort on a local address."""
@@ -249,7 +249,7 @@ class _Walker:
             return False
         if ns not in self.m.nodes:
             return False
-        hit = _service_match(self.m, ns, p.dst, p.dport, p.proto)
+        hit = service_match(self.m, ns, p.dst, p.dport, p.proto)
         if hit is None:
             return False
         svc, sp, nodeport = hit

@@ -3,24 +3,11 @@ flow's path, and the self-contained HTML report of a verify run."""
 
 from __future__ import annotations
 
-import subprocess
 from html import escape
 from pathlib import Path
 
 from . import diagram, lab, model, path, plan, state
 from .errors import InputError
-
-
-def _macs(st: state.LabState) -> dict[str, str]:
-    out = {}
-    for node, facts in st.nodes.items():
-        proc = subprocess.run(
-            ["ip", "netns", "exec", facts["netns"], "cat", "/sys/class/net/flannel.1/address"],
-            capture_output=True,
-            text=True,
-        )
-        out[node] = proc.stdout.strip()
-    return out
 
 
 def lab_facts(
@@ -33,7 +20,7 @@ def lab_facts(
         topo = model.load(st.topology)
         subnets = {n: f["subnet"] for n, f in st.nodes.items()}
         pods = {p.name: st.addresses.get(p.name, "?") for p in topo.pods}
-        return topo, subnets, pods, _macs(st), st
+        return topo, subnets, pods, lab.flannel_macs(st), st
     if not target.endswith((".yaml", ".yml")):
         raise InputError(f"no lab named {name!r} is up", "give the topology file instead")
     topo = model.load(target)

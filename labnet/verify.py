@@ -84,17 +84,15 @@ def _target(topo: Topology, st: state.LabState, check: Check) -> tuple[str, int 
     return lab.address_of(st, check.target), check.port
 
 
-def _endpoints(topo: Topology, check: Check, target_ip: str, m: path.NetModel) -> list[str | None]:
-    """kube-proxy may send the flow to any endpoint of a service (cluster IP or NodePort)."""
-    for svc in topo.services:
-        for sp in svc.ports:
-            hit = (str(svc.cluster_ip) == target_ip and sp.port == check.port) or (
-                sp.node_port == check.port
-                and m.owner(target_ip)
-                and m.owner(target_ip)[0] in m.nodes
-            )
-            if hit:
-                return list(svc.endpoints)
+def _endpoints(check: Check, target_ip: str, m: path.NetModel) -> list[str | None]:
+    """kube-proxy may send the flow to any endpoint of a service: the same match the path
+    model applies (a cluster IP on any node, a NodePort on the node that owns the address)."""
+    owner = m.owner(target_ip)
+    nodes = [owner[0]] if owner and owner[0] in m.nodes else list(m.nodes)
+    for ns in nodes:
+        hit = path.service_match(m, ns, target_ip, check.port, check.proto)
+        if hit:
+            return list(hit[0].endpoints)
     return [None]
 
 
@@ -268,7 +266,7 @@ def run(lab_name: str, checks: list[Check] | None = None, progress=lambda _s: No
         src_ip = st.addresses[check.source]
         paths = {
             ep: path.predict(m, src.netns, src_ip, ip, check.proto, port, ep)
-            for ep in _endpoints(topo, check, ip, m)
+            for ep in _endpoints(check, ip, m)
         }
         results.append(CheckResult(check, ip))
         plans.append(paths)

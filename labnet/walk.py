@@ -103,10 +103,7 @@ def default_file(topology: str) -> Path:
 
 def values(lab_name: str) -> SimpleNamespace:
     st = lab.load_state(lab_name)
-    macs = {
-        node: _read(facts["netns"], "/sys/class/net/flannel.1/address")
-        for node, facts in st.nodes.items()
-    }
+    macs = lab.flannel_macs(st)
     return SimpleNamespace(
         ip=SimpleNamespace(**{k.replace("-", "_"): v for k, v in st.addresses.items()}),
         mac=SimpleNamespace(**macs),
@@ -114,14 +111,6 @@ def values(lab_name: str) -> SimpleNamespace:
         subnet=SimpleNamespace(**{n: f["subnet"] for n, f in st.nodes.items()}),
         etcd=st.etcd,
     )
-
-
-def _read(netns: str, path: str) -> str:
-    """A sysfs file as seen inside a namespace (`ip netns exec` mounts that one's sysfs)."""
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, "cat", path], capture_output=True, text=True, timeout=10
-    )
-    return out.stdout.strip() if out.returncode == 0 else "?"
 
 
 def _fill(text: str, v: SimpleNamespace) -> str:
