@@ -20,6 +20,14 @@ from .model import ETCD_CLIENT_PORT, Node, Topology
 UNDERLAY_BRIDGE = "br0"
 EXTERNAL_BRIDGE = "br0"  # in the gateway's namespace: the segment of the external hosts
 IFNAMSIZ = 15
+# ifindexes, numbered per namespace as the kernel would in creation order; asked for
+# explicitly so a whole namespace's links, addresses and routes go in one netlink batch
+LO_INDEX = 1
+ETH0_INDEX = 2  # a host's, node's or pod's own eth0 (the peer of its veth)
+UNDERLAY_BRIDGE_INDEX = 2  # br0 in the underlay namespace; its ports follow
+FLANNEL_INDEX = 3  # left free in a node for the agent's flannel.1 (the kernel's next index)
+NODE_BRIDGE_INDEX = 4  # docker0; the pods' veths follow
+GATEWAY_BRIDGE_INDEX = 3  # the gateway's br0 after its eth0; the external hosts' ports follow
 PROTO_BOOT = 3  # what `ip route add` uses; `ip route` then prints no "proto" word
 
 
@@ -35,6 +43,7 @@ class Bridge:
     netns: str
     ifname: str
     mtu: int
+    index: int  # the ifindex asked for: a batch names it as master before it is read back
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class Veth:
     peer_ifname: str
     master: str | None
     mtu: int
+    index: int
+    peer_index: int
     hairpin: bool = False
 
 
@@ -189,7 +200,7 @@ def _base_sysctls(namespaces: list[Namespace]) -> list[Sysctl]:
 def _underlay(topo: Topology) -> Steps:
     lab, ul = topo.name, topo.underlay
     ul_ns = netns_name(lab, "underlay")
-    steps = Steps(bridges=[Bridge(ul_ns, UNDERLAY_BRIDGE, ul.mtu)])
+    steps = Steps(bridges=[Bridge(ul_ns, UNDERLAY_BRIDGE, ul.mtu, UNDERLAY_BRIDGE_INDEX)])
     hosts = [
         (m, "eth0", a)
         for m, a in zip(topo.etcd.member_names, topo.etcd.member_addresses, strict=True)
@@ -197,9 +208,12 @@ def _underlay(topo: Topology) -> Steps:
     hosts += [(n.name, n.iface, n.address) for n in topo.nodes]
     if topo.external:
         hosts.append(("gateway", "eth0", topo.external.gateway))
-    for name, iface, addr in hosts:
+    for i, (name, iface, addr) in enumerate(hosts):
         ns = netns_name(lab, name)
-        steps.veths.append(Veth(ul_ns, _short("ul-", name), ns, iface, UNDERLAY_BRIDGE, ul.mtu))
+        index = UNDERLAY_BRIDGE_INDEX + 1 + i
+        steps.veths.append(
+            Veth(ul_ns, _short("ul-", name), ns, iface, UNDERLAY_BRIDGE, ul.mtu, index, ETH0_INDEX)
+        )
         steps.addresses.append(Address(ns, iface, f"{addr}/{ul.subnet.prefixlen}"))
     if topo.external:
         _external(topo, steps)
@@ -214,12 +228,14 @@ def _external(topo: Topology, steps: Steps) -> None:
     lab, ext = topo.name, topo.external
     gw_ns = netns_name(lab, "gateway")
     plen = ext.subnet.prefixlen
-    steps.bridges.append(Bridge(gw_ns, EXTERNAL_BRIDGE, topo.underlay.mtu))
+    steps.bridges.append(Bridge(gw_ns, EXTERNAL_BRIDGE, topo.underlay.mtu, GATEWAY_BRIDGE_INDEX))
     steps.addresses.append(Address(gw_ns, EXTERNAL_BRIDGE, f"{ext.gateway_inside}/{plen}"))
-    for h in ext.hosts:
+    for i, h in enumerate(ext.hosts):
         ns = netns_name(lab, h.name)
+        index = GATEWAY_BRIDGE_INDEX + 1 + i
+        mtu = topo.underlay.mtu
         steps.veths.append(
-            Veth(gw_ns, _short("ex-", h.name), ns, "eth0", EXTERNAL_BRIDGE, topo.underlay.mtu)
+            Veth(gw_ns, _short("ex-", h.name), ns, "eth0", EXTERNAL_BRIDGE, mtu, index, ETH0_INDEX)
         )
         steps.addresses.append(Address(ns, "eth0", f"{h.address}/{plen}"))
         steps.routes.append(Route(ns, "default", str(ext.gateway_inside), "eth0"))
@@ -286,14 +302,25 @@ def plan_node_pods(topo: Topology, node: Node, subnet: IPv4Network, mtu: int) ->
     lab = topo.name
     node_ns = netns_name(lab, node.name)
     gateway = IPv4Address(int(subnet.network_address) + 1)
-    steps = Steps(bridges=[Bridge(node_ns, node.bridge, mtu)])
+    steps = Steps(bridges=[Bridge(node_ns, node.bridge, mtu, NODE_BRIDGE_INDEX)])
     steps.addresses.append(Address(node_ns, node.bridge, f"{gateway}/{subnet.prefixlen}"))
     addrs = pod_addresses(topo, node, subnet)
-    for pod, addr in addrs.items():
+    for i, (pod, addr) in enumerate(addrs.items()):
         pod_ns = netns_name(lab, pod)
+        index = NODE_BRIDGE_INDEX + 1 + i
         # hairpin: a pod reaching itself through its own service comes back on its own port
         steps.veths.append(
-            Veth(node_ns, pod_veth_name(lab, pod), pod_ns, "eth0", node.bridge, mtu, hairpin=True)
+            Veth(
+                node_ns,
+                pod_veth_name(lab, pod),
+                pod_ns,
+                "eth0",
+                node.bridge,
+                mtu,
+                index,
+                ETH0_INDEX,
+                hairpin=True,
+            )
         )
         steps.addresses.append(Address(pod_ns, "eth0", f"{addr}/{subnet.prefixlen}"))
         steps.routes.append(Route(pod_ns, "default", str(gateway), "eth0"))

@@ -10,12 +10,11 @@ import subprocess
 
 from pyroute2 import IPRoute
 
-from . import netns
+from . import netlink, netns
 from .errors import LabFailure
-from .plan import PROTO_BOOT, Namespace, Rules, Steps
+from .plan import LO_INDEX, PROTO_BOOT, Namespace, Rules, Steps
 
 OWNER_MARK = "labnet:"  # ifalias of each namespace's lo: which lab owns it
-LO_INDEX = 1  # lo is the first link of every network namespace
 
 
 class Kernel:
@@ -42,6 +41,10 @@ class Kernel:
         self._indexes[(ns, ifname)] = found[0]
         return found[0]
 
+    def learn(self, ns: str, ifname: str, index: int) -> None:
+        """An index the plan asked for: addresses and routes use it without a lookup."""
+        self._indexes[(ns, ifname)] = index
+
     def close(self) -> None:
         for handle in self._handles.values():
             handle.close()
@@ -57,7 +60,9 @@ class Kernel:
 def create_namespace(kernel: Kernel, ns: Namespace, lab: str) -> None:
     """A new namespace with lo up (etcd's peer URL needs it) and the lab's ownership mark."""
     netns.create(ns.name)
-    kernel.ipr(ns.name).link("set", index=LO_INDEX, state="up", ifalias=f"{OWNER_MARK}{lab}")
+    batch = netlink.Batch(ns.name)
+    batch.link_up(LO_INDEX, "lo", alias=f"{OWNER_MARK}{lab}")
+    batch.send()
 
 
 def owner_of(kernel: Kernel, ns: str) -> str | None:
@@ -76,39 +81,42 @@ def apply_sysctls(steps: Steps) -> None:
 
 
 def apply(kernel: Kernel, steps: Steps) -> None:
-    """Create bridges, veths (with ports), addresses and routes, in that order."""
+    """Bridges and veths (up, with their ports and peers), then addresses and routes: one
+    netlink batch per namespace for each of the two rounds."""
     apply_sysctls(steps)
+    links: dict[str, netlink.Batch] = {}
     for br in steps.bridges:
-        kernel.ipr(br.netns).link("add", ifname=br.ifname, kind="bridge", mtu=br.mtu, state="up")
+        kernel.learn(br.netns, br.ifname, br.index)
+        _batch(links, br.netns).bridge(br.ifname, br.index, br.mtu)
     for v in steps.veths:
-        # master and state ride on the create request: one round trip instead of three
-        master = {"master": kernel.index(v.netns, v.master)} if v.master else {}
-        kernel.ipr(v.netns).link(
-            "add",
-            ifname=v.ifname,
-            kind="veth",
-            mtu=v.mtu,
-            state="up",
-            peer={"ifname": v.peer_ifname, "net_ns_fd": v.peer_netns, "mtu": v.mtu},
-            **master,
-        )
+        kernel.learn(v.netns, v.ifname, v.index)
+        kernel.learn(v.peer_netns, v.peer_ifname, v.peer_index)
+        master = kernel.index(v.netns, v.master) if v.master else None
+        batch = _batch(links, v.netns)
+        batch.veth(v.ifname, v.index, v.mtu, master, v.peer_ifname, v.peer_index, v.peer_netns)
         if v.hairpin:
-            kernel.ipr(v.netns).brport(
-                "set", index=kernel.index(v.netns, v.ifname), mode=1
-            )  # IFLA_BRPORT_MODE 1: hairpin
-        kernel.ipr(v.peer_netns).link(
-            "set", index=kernel.index(v.peer_netns, v.peer_ifname), state="up"
-        )
+            batch.hairpin(v.index, v.ifname)
+    _send(links)
+    config: dict[str, netlink.Batch] = {}
+    for v in steps.veths:
+        _batch(config, v.peer_netns).link_up(v.peer_index, v.peer_ifname)
     for a in steps.addresses:
-        addr, plen = a.cidr.split("/")
-        kernel.ipr(a.netns).addr(
-            "add", index=kernel.index(a.netns, a.ifname), address=addr, prefixlen=int(plen)
-        )
+        _batch(config, a.netns).address(kernel.index(a.netns, a.ifname), a.ifname, a.cidr)
     for r in steps.routes:
-        dst = {} if r.dst == "default" else {"dst": r.dst}
-        kernel.ipr(r.netns).route(
-            "add", gateway=r.gateway, oif=kernel.index(r.netns, r.ifname), proto=PROTO_BOOT, **dst
-        )
+        oif = kernel.index(r.netns, r.ifname)
+        _batch(config, r.netns).route(r.dst, r.gateway, oif, r.ifname, PROTO_BOOT)
+    _send(config)
+
+
+def _batch(batches: dict[str, netlink.Batch], ns: str) -> netlink.Batch:
+    if ns not in batches:
+        batches[ns] = netlink.Batch(ns)
+    return batches[ns]
+
+
+def _send(batches: dict[str, netlink.Batch]) -> None:
+    for batch in batches.values():
+        batch.send()
 
 
 def in_netns(netns_name: str, argv: list[str]) -> list[str]:
