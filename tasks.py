@@ -260,16 +260,17 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
         "pods": "how many pods, spread over the nodes",
         "backend": "flannel backend (vxlan)",
         "name": "lab name (default: gen-<N>n-<M>p)",
+        "serve_all": "a server in every pod (default: only in the services' endpoints)",
     }
 )
 @cli.friendly
-def gen(c, nodes=2, pods=4, backend="vxlan", name=""):
+def gen(c, nodes=2, pods=4, backend="vxlan", name="", serve_all=False):
     """Write a valid topology of any size to stdout: inv gen --nodes 10 --pods 50 > lab.yaml"""
     import yaml
 
     from labnet import generate
 
-    topo = generate.topology(nodes, pods, backend, name or None)
+    topo = generate.topology(nodes, pods, backend, name or None, serve_all)
     sys.stdout.write("# yaml-language-server: $schema=../labnet/schema/topology.schema.json\n")
     sys.stdout.write(yaml.safe_dump(topo, sort_keys=False, default_flow_style=None, width=100))
 

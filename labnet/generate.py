@@ -2,7 +2,9 @@
 
 Pure: sizes in, the topology as data out (dumped as YAML by the task). The flannel network
 is sized to hold one /24 per node; pods are spread over the nodes round robin; a few
-services take endpoints on several nodes, so some requests cross the tunnel.
+services take endpoints on several nodes, so some requests cross the tunnel. Like pod1 of
+the reference lab, a pod is its network namespace (the "pause" container); only the
+services' endpoints run a server, unless `serve_all` gives every pod one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ def _flannel_network(nodes: int) -> IPv4Network:
     return IPv4Network(f"172.16.0.0/{max(prefix, 16)}")
 
 
-def topology(nodes: int, pods: int, backend: str = "vxlan", name: str | None = None) -> dict:
+def topology(
+    nodes: int, pods: int, backend: str = "vxlan", name: str | None = None, serve_all: bool = False
+) -> dict:
     if backend != "vxlan":
         raise InputError(f"backend {backend!r} is not available yet", "use --backend vxlan")
     if not 1 <= nodes <= MAX_NODES:
@@ -43,23 +47,24 @@ def topology(nodes: int, pods: int, backend: str = "vxlan", name: str | None = N
                 "subnet": str(subnet),
             }
         )
+    endpoints_of = [[f"pod{s * 3 + k + 1}" for k in range(3)] for s in range(min(3, pods // 3))]
+    serving = {p for e in endpoints_of for p in e}
     pod_list = []
     per_node = [0] * nodes
     for j in range(pods):
         n = j % nodes
         per_node[n] += 1
         subnet = IPv4Network(node_list[n]["subnet"])
-        pod_list.append(
-            {
-                "name": f"pod{j + 1}",
-                "node": node_list[n]["name"],
-                "address": str(subnet.network_address + 1 + per_node[n]),
-                "containers": [{"name": "app", "serve": ["http:8080"]}],
-            }
-        )
+        pod = {
+            "name": f"pod{j + 1}",
+            "node": node_list[n]["name"],
+            "address": str(subnet.network_address + 1 + per_node[n]),
+        }
+        if serve_all or pod["name"] in serving:
+            pod["containers"] = [{"name": "app", "serve": ["http:8080"]}]
+        pod_list.append(pod)
     services = []
-    for s in range(min(3, pods // 3)):
-        endpoints = [p["name"] for p in pod_list[s * 3 : s * 3 + 3]]
+    for s, endpoints in enumerate(endpoints_of):
         services.append(
             {
                 "name": f"default/svc{s + 1}",

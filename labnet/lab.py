@@ -97,15 +97,18 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         _create_namespaces(kernel, topo, first_ns, st)
         first, rest = lab_plan.base.split({ns.name for ns in first_ns})
         apply(kernel, first)
+        _start_launcher(topo, st)  # its interpreter starts while etcd's does
         etcd = _start_etcd(topo, st)
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
         _create_namespaces(kernel, topo, [n for n in lab_plan.namespaces if n not in first_ns], st)
         apply(kernel, rest)
         progress("flannel agents, containers and servers")
+        workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
+        # they need only their namespace to listen; the launcher forks them meanwhile
+        launching = _Background(lambda: _start_workloads(topo, workloads, st))
         importer.join()  # forking while another thread imports could copy a held lock
         _start_agents(topo, lab_plan, st)
-        workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
-        _start_workloads(topo, workloads, st)  # they need only their namespace to listen
+        launching.start()  # after the agents' forks: a fork copies only the calling thread
         state.save(st)
         pinned = [n for n in topo.nodes if lab_plan.nodes[n.name] is not None]
         if pinned:
@@ -132,6 +135,8 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
             [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
         )
         progress("waiting for FDB entries and listeners")
+        st.processes.extend(launching.finish())
+        state.save(st)
         _wait_fdb(kernel, topo, st)
         _wait_listening(topo, workloads, st)
     st.status = "up"
@@ -153,21 +158,77 @@ def workload_log(lab: str, name: str) -> Path:
     return state.lab_dir(lab) / "workloads" / (name.replace("/", "_") + ".log")
 
 
-def _start_workloads(topo: Topology, daemons: list[plan.Daemon], st: state.LabState) -> None:
-    """Containers of pods and servers of external hosts, forked like the agents."""
-    from . import workload
+def launcher_socket(lab: str) -> Path:
+    return state.lab_dir(lab) / "launcher.sock"
 
+
+def _start_launcher(topo: Topology, st: state.LabState) -> state.ProcessRecord:
+    ns = plan.netns_name(topo.name, "underlay")
+    log = state.lab_dir(topo.name) / "launcher.log"
+    rec = processes.start_launcher(ns, launcher_socket(topo.name), log)
+    st.processes.append(rec)
+    state.save(st)
+    return rec
+
+
+def _start_workloads(
+    topo: Topology, daemons: list[plan.Daemon], st: state.LabState
+) -> list[state.ProcessRecord]:
+    """Containers of pods and servers of external hosts, started by the lab's launcher.
+    Returns their records (the caller records them: this may run in a thread)."""
     (state.lab_dir(topo.name) / "workloads").mkdir(exist_ok=True)
-    for d in daemons:
-        name, log = d.setting("hostname"), workload_log(topo.name, d.name)
-        listeners = [(p, int(n)) for p, n in (s.split(":") for s in d.setting("serve").split())]
-        run = (lambda name=name, ls=listeners: workload.serve(name, ls)) if listeners else None
-        if d.kind == "container":
-            command = json.loads(d.setting("command"))
-            rec = processes.fork_container(d.name, d.netns, name, log, run, command)
-        else:
-            rec = processes.fork_into(d.name, "server", d.netns, log, run, ["labnet-serve", d.name])
-        st.processes.append(rec)
+    if not daemons:
+        return []
+    rec = next((p for p in st.processes if p.kind == "launcher" and processes.alive(p)), None)
+    if rec is None:  # a restart after the launcher was stopped
+        st.processes = [p for p in st.processes if p.kind != "launcher"]
+        rec = _start_launcher(topo, st)
+    client = processes.Launcher(launcher_socket(topo.name), rec)
+    started = []
+    try:
+        for d in daemons:
+            pid = client.launch(_launch_request(topo, d))
+            argv = ["labnet-serve", d.name]
+            started.append(
+                state.ProcessRecord(
+                    d.name, d.kind, d.netns, pid, processes.starttime(pid) or 0, argv
+                )
+            )
+    finally:
+        client.close()
+    return started
+
+
+def _launch_request(topo: Topology, d: plan.Daemon) -> dict:
+    return {
+        "name": d.name,
+        "netns": d.netns,
+        "hostname": d.setting("hostname"),
+        "serve": d.setting("serve").split(),
+        "command": json.loads(d.setting("command")),
+        "log": str(workload_log(topo.name, d.name)),
+        "container": d.kind == "container",
+    }
+
+
+class _Background(threading.Thread):
+    """Work that overlaps the build (the launcher forks while netlink and etcd work)."""
+
+    def __init__(self, work: Callable[[], list]) -> None:
+        super().__init__(daemon=True)
+        self.work, self.result, self.error = work, [], None
+
+    def run(self) -> None:
+        try:
+            self.result = self.work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the build thread by finish()
+            self.error = exc
+
+    def finish(self) -> list:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def _wait_listening(topo: Topology, daemons: list[plan.Daemon], st: state.LabState) -> None:
@@ -292,7 +353,7 @@ def restart(lab_name: str, name: str) -> state.ProcessRecord:
             _import_agent()
             _start_agents(topo, lab_plan, st, only=name)
         else:
-            _start_workloads(topo, [daemon], st)
+            st.processes.extend(_start_workloads(topo, [daemon], st))
         state.save(st)
         return next(p for p in st.processes if p.name == name)
 
@@ -430,7 +491,7 @@ def _container(st: state.LabState, name: str) -> Place | None:
     rec = next((p for p in st.processes if p.kind == "container" and p.name == name), None)
     if rec is None:
         return None
-    pid = processes.container_pid1(rec) if processes.alive(rec) else None
+    pid = rec.pid if processes.alive(rec) else None
     if pid is None:
         raise LabFailure(f"container {name} is not running", "see: inv status")
     return Place(st.lab, name, rec.netns, "container", pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import netns
+from .errors import LabFailure
 from .state import ProcessRecord
 
 
@@ -44,12 +46,22 @@ def alive(rec: ProcessRecord) -> bool:
 
 
 def spawn(
-    name: str, kind: str, ns: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    name: str,
+    kind: str,
+    ns: str,
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    net_only: bool = False,
 ) -> ProcessRecord:
-    """Start an external program inside namespace `ns` (ip netns exec execs it: same PID)."""
+    """Start an external program inside namespace `ns` (ip netns exec execs it: same PID).
+    `net_only` enters only the network namespace (nsenter), keeping the host's mounts."""
+    enter = (
+        ["nsenter", f"--net={netns.path(ns)}", "--"] if net_only else ["ip", "netns", "exec", ns]
+    )
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *argv],
+            [*enter, *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -110,73 +122,47 @@ def fork_into(
     return ProcessRecord(name, kind, ns, pid, starttime(pid) or 0, argv)
 
 
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 1 << 18
-PR_SET_PDEATHSIG = 1
+LAUNCHER_WAIT = 20.0  # seconds; an interpreter's start, on a loaded 2-core machine
 
 
-def _container_pid1(hostname: str, run: Callable[[], int] | None, command: list[str]) -> int:
-    """PID 1 of a container: its own /proc (so `ps` shows only its processes) and hostname."""
-    libc = netns._libc
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the container dies with its keeper
-    netns._check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private /")
-    netns._check(
-        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
-        "mount /proc",
-    )
-    socket.sethostname(hostname)
-    set_comm("labnet-serve")
-    if command and run is None:
-        os.execvp(command[0], command)
-    if command:  # a command beside the server: it runs as a child of the server
-        subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    return run() if run else 0
+def start_launcher(ns: str, sock: Path, log: Path) -> ProcessRecord:
+    """The lab's container launcher (labnet.launcher), a fresh interpreter in `ns`."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root}
+    argv = [sys.executable, "-S", "-m", "labnet.launcher", str(sock)]  # -S: stdlib only, fast
+    return spawn("launcher", "launcher", ns, argv, log, env=env, net_only=True)
 
 
-def _container_keeper(hostname: str, run: Callable[[], int] | None, command: list[str]) -> int:
-    """Runs in the pod's network namespace; makes new PID, mount and UTS namespaces, forks the
-    container's PID 1 into them and stays as its keeper: SIGTERM here stops the container."""
-    netns._check(netns._libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS), "unshare")
-    child = os.fork()
-    if child == 0:
-        code = 1
-        try:
-            code = _container_pid1(hostname, run, command)
-        except BaseException as exc:  # noqa: BLE001 - report, never return into the keeper
-            os.write(2, f"container: {exc!r}\n".encode())
-        finally:
-            os._exit(code)
+class Launcher:
+    """A connection to the launcher: one JSON line out, one back, per container."""
 
-    def stop(_signum, _frame) -> None:
-        os.kill(child, signal.SIGKILL)  # PID 1 of a namespace ignores SIGTERM without a handler
+    def __init__(self, sock: Path, rec: ProcessRecord) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        deadline = time.monotonic() + LAUNCHER_WAIT
+        while True:
+            try:
+                self.sock.connect(str(sock))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if not alive(rec) or time.monotonic() > deadline:
+                    self.sock.close()
+                    raise LabFailure(
+                        "the container launcher did not start", f"see {sock.parent}/launcher.log"
+                    ) from None
+                time.sleep(0.005)
+        self.stream = self.sock.makefile("rw")
 
-    signal.signal(signal.SIGTERM, stop)
-    _, status = os.waitpid(child, 0)
-    return os.waitstatus_to_exitcode(status) & 0xFF
+    def launch(self, request: dict) -> int:
+        self.stream.write(json.dumps(request) + "\n")
+        self.stream.flush()
+        answer = json.loads(self.stream.readline() or '{"error": "the launcher exited"}')
+        if "error" in answer:
+            raise LabFailure(f"{request['name']}: {answer['error']}")
+        return answer["pid"]
 
-
-def fork_container(
-    name: str, ns: str, hostname: str, log: Path, run: Callable[[], int] | None, command: list[str]
-) -> ProcessRecord:
-    """A container of a pod: the pod's network namespace, its own PID, mount and UTS ones."""
-    return fork_into(
-        name,
-        "container",
-        ns,
-        log,
-        lambda: _container_keeper(hostname, run, command),
-        ["labnet-pod", name],
-    )
-
-
-def container_pid1(rec: ProcessRecord) -> int | None:
-    """The container's PID 1 (seen from the host), the child of its keeper."""
-    try:
-        with open(f"/proc/{rec.pid}/task/{rec.pid}/children") as f:
-            children = f.read().split()
-    except FileNotFoundError:
-        return None
-    return int(children[0]) if children else None
+    def close(self) -> None:
+        self.stream.close()
+        self.sock.close()
 
 
 def _reap(pid: int) -> None:
@@ -186,11 +172,20 @@ def _reap(pid: int) -> None:
 
 
 def stop(records: list[ProcessRecord], grace: float = 0.5) -> list[str]:
-    """SIGTERM, then SIGKILL after `grace`, only processes that are still the ones recorded."""
+    """SIGTERM, then SIGKILL after `grace`, only processes that are still the ones recorded.
+    The launcher goes last: it reaps the containers as they exit."""
+    last = [r for r in records if r.kind == "launcher"]
+    if last and len(last) < len(records):
+        rest = [r for r in records if r.kind != "launcher"]
+        return _stop(rest, grace) + _stop(last, grace)
+    return _stop(records, grace)
+
+
+def _stop(records: list[ProcessRecord], grace: float) -> list[str]:
     ours = [r for r in records if is_ours(r)]
     for r in ours:
         # etcd's graceful stop syncs data that the teardown deletes right after: not worth it
-        sig = signal.SIGKILL if r.kind == "etcd" else signal.SIGTERM
+        sig = signal.SIGKILL if r.kind in ("etcd", "container") else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
             os.kill(r.pid, sig)
     deadline = time.monotonic() + grace

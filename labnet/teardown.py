@@ -18,7 +18,7 @@ from .errors import InputError, LabFailure
 from .realize import Kernel, owner_of
 
 # the process names (comm) of what labnet starts inside a lab: etcd and its own forks
-LAB_DAEMONS = ("etcd", "flanneld", "labnet-pod", "labnet-serve")
+LAB_DAEMONS = ("etcd", "flanneld", "labnet-launcher", "labnet-serve")
 
 
 @dataclass

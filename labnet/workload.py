@@ -9,11 +9,9 @@ Standard library only: it starts fast in every container.
 
 from __future__ import annotations
 
-import http.server
+import selectors
 import socket
-import socketserver
 import sys
-import threading
 from datetime import datetime, timezone
 
 from . import netns
@@ -29,79 +27,81 @@ def _log(text: str) -> None:
     sys.stdout.flush()
 
 
-def _tcp_handler(name: str) -> type:
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            self.request.sendall(reply_line(name, self.client_address).encode())
-            _log(f"tcp  {self.client_address[0]}:{self.client_address[1]}")
-
-    return Handler
+HTTP_REPLY = (
+    "HTTP/1.0 200 OK\r\nServer: labnet\r\nContent-Type: text/plain\r\n"
+    "Content-Length: {length}\r\nConnection: close\r\n\r\n"
+)
 
 
-def _http_handler(name: str) -> type:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        server_version = "labnet"
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = reply_line(name, self.client_address).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, fmt: str, *args: object) -> None:
-            _log(f"http {self.client_address[0]}:{self.client_address[1]} {fmt % args}")
-
-    return Handler
+def _listen(proto: str, port: int) -> socket.socket:
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    if proto != "udp":
+        sock.listen(128)
+    sock.setblocking(False)
+    return sock
 
 
-def _udp_handler(name: str) -> type:
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            _data, sock = self.request
-            sock.sendto(reply_line(name, self.client_address).encode(), self.client_address)
-            _log(f"udp  {self.client_address[0]}:{self.client_address[1]}")
-
-    return Handler
-
-
-class _TCPServer(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 128
-
-
-class _HTTPServer(http.server.ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self) -> None:
-        # HTTPServer's own server_bind asks DNS for its name (getfqdn): in a lab namespace
-        # there is no resolver, and each start would wait out its 5 s timeout.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+def _http_answer(name: str, conn: socket.socket, client: tuple[str, int], head: bytes) -> None:
+    request_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    body = reply_line(name, client).encode()
+    conn.setblocking(True)
+    conn.sendall(HTTP_REPLY.format(length=len(body)).encode() + body)
+    conn.close()
+    _log(f'http {client[0]}:{client[1]} "{request_line}" 200 -')
 
 
 def serve(name: str, listeners: list[tuple[str, int]]) -> int:
-    """Serve every (proto, port) until killed. Binds all addresses of the namespace."""
-    servers = []
+    """Serve every (proto, port) until killed. Binds all addresses of the namespace.
+
+    One thread and one selector for all listeners: a lab runs hundreds of these, and a
+    thread per socket would cost each of them its own stack and malloc arena.
+    """
+    sel = selectors.DefaultSelector()
     for proto, port in listeners:
-        if proto == "http":
-            servers.append(_HTTPServer(("0.0.0.0", port), _http_handler(name)))
-        elif proto == "tcp":
-            servers.append(_TCPServer(("0.0.0.0", port), _tcp_handler(name)))
-        else:
-            servers.append(socketserver.ThreadingUDPServer(("0.0.0.0", port), _udp_handler(name)))
+        sock = _listen(proto, port)
+        sel.register(sock, selectors.EVENT_READ, (proto, None, b""))
         _log(f"listening {proto}:{port} as {name}")
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return 0
+    while True:
+        for key, _ in sel.select():
+            proto, client, head = key.data
+            sock = key.fileobj
+            if proto == "udp":
+                _data, addr = sock.recvfrom(2048)
+                sock.sendto(reply_line(name, addr).encode(), addr)
+                _log(f"udp  {addr[0]}:{addr[1]}")
+            elif proto == "tcp":
+                conn, addr = sock.accept()
+                conn.setblocking(True)
+                conn.sendall(reply_line(name, addr).encode())
+                conn.close()
+                _log(f"tcp  {addr[0]}:{addr[1]}")
+            elif proto == "http":  # a new connection: wait for its request head
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+                sel.register(conn, selectors.EVENT_READ, ("http-request", addr, b""))
+            else:
+                _read_request(sel, name, sock, client, head)
+
+
+def _read_request(
+    sel: selectors.BaseSelector, name: str, conn: socket.socket, client: tuple, head: bytes
+) -> None:
+    try:
+        chunk = conn.recv(4096)
+    except OSError:
+        chunk = b""
+    head += chunk
+    if chunk and b"\r\n\r\n" not in head and len(head) < 65536:
+        sel.modify(conn, selectors.EVENT_READ, ("http-request", client, head))
+        return
+    sel.unregister(conn)
+    if chunk:
+        _http_answer(name, conn, client, head)
+    else:
+        conn.close()
 
 
 # ---------------------------------------------------------------- the client side

@@ -12,6 +12,8 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
+ETCD_TIMEOUT = 10  # seconds a call may take: 50 agents starting at once load a 2-core machine
+
 
 class V3Store:
     """python-etcd3 over gRPC; a lease of TTL seconds carries the key. python-etcd3 talks to
@@ -23,13 +25,13 @@ class V3Store:
         self._etcd3 = etcd3
         self.endpoints = endpoints
         self._at = 0
-        self.client = etcd3.client(*endpoints[0], timeout=2)
+        self.client = etcd3.client(*endpoints[0], timeout=ETCD_TIMEOUT)
         self.lease = None
 
     def failover(self) -> None:
         if len(self.endpoints) > 1:
             self._at = (self._at + 1) % len(self.endpoints)
-            self.client = self._etcd3.client(*self.endpoints[self._at], timeout=2)
+            self.client = self._etcd3.client(*self.endpoints[self._at], timeout=ETCD_TIMEOUT)
             if self.lease is not None:  # the same lease, seen through another member
                 self.lease = self._etcd3.Lease(self.lease.id, self.lease.ttl, self.client)
 
