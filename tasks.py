@@ -364,6 +364,30 @@ def demo(c):
         )
 
 
+@task(
+    help={
+        "runs": "runs per case (medians are reported)",
+        "quick": "small sizes only (1x100, 2x10, 5x10): a few minutes",
+        "sizes": "comma-separated NODESxPODS_PER_NODE, e.g. 2x10,10x10,50x10",
+        "out": "directory for bench.json and bench.svg (default: bench/results)",
+        "no_reference": "leave out the reference lab",
+    }
+)
+@cli.friendly
+def bench(c, runs=3, quick=False, sizes="", out="bench/results", no_reference=False):
+    """Time and memory of labnet against ip -batch and Mininet, at growing lab sizes."""
+    from labnet import benchmark, preflight, render
+
+    preflight.check(services=True)
+    chosen = benchmark.parse_sizes(sizes) if sizes else None
+    chosen = chosen or (benchmark.QUICK_SIZES if quick else benchmark.SIZES)
+    with cli.progress("bench") as step:
+        result = benchmark.run(chosen, runs, Path(out), not no_reference, step)
+    render.console.print(render.bench_table(result))
+    render.console.print(render.bench_fit(result))
+    print(f"written: {out}/bench.json, {out}/bench.svg")
+
+
 @task(help={"k": "only tests matching this pytest expression", "unit": "unit tests only (no root)"})
 def test(c, k="", unit=False):
     """Lint, then run the whole test suite (unit tests, then lab tests on real namespaces)."""

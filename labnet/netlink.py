@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
-from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
@@ -31,6 +31,27 @@ CHANGE = NLM_F_REQUEST | NLM_F_ACK
 RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE = 254, 1, 0
 SEND_CHUNK = 64 * 1024  # under the socket's default send buffer
 NLMSGHDR = struct.Struct("=IHHII")
+
+
+def link_alias(ns: str, index: int) -> str | None:
+    """IFLA_IFALIAS of one link (labnet's ownership mark on lo), by one RTM_GETLINK."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["header"]["type"], msg["header"]["flags"] = RTM_GETLINK, NLM_F_REQUEST
+    msg["header"]["sequence_number"] = 1
+    msg.encode()
+    with netns.entered(ns):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    with sock:
+        sock.bind((0, 0))
+        sock.send(bytes(msg.data[: msg["header"]["length"]]))
+        data = sock.recv(1 << 16)
+    _, msg_type, _, _, _ = NLMSGHDR.unpack_from(data)
+    if msg_type != RTM_NEWLINK:
+        return None
+    reply = ifinfmsg(data)
+    reply.decode()
+    return reply.get_attr("IFLA_IFALIAS")
 
 
 @dataclass

@@ -125,18 +125,25 @@ def inode(name: str) -> int:
 
 def pids_inside(name: str) -> list[int]:
     """Processes whose network namespace is `name` (alive or not yet reaped)."""
-    try:
-        target = os.stat(path(name))
-    except FileNotFoundError:
-        return []
-    found = []
+    return pids_by_namespace([name])[name]
+
+
+def pids_by_namespace(names: list[str]) -> dict[str, list[int]]:
+    """name -> the processes inside it, from one pass over /proc (a lab has hundreds)."""
+    wanted: dict[tuple[int, int], str] = {}
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(path(name))
+            wanted[(st.st_dev, st.st_ino)] = name
+    found: dict[str, list[int]] = {name: [] for name in names}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError):
             st = os.stat(f"/proc/{entry}/ns/net")
-            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-                found.append(int(entry))
+            name = wanted.get((st.st_dev, st.st_ino))
+            if name is not None:
+                found[name].append(int(entry))
     return found
 
 

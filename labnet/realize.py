@@ -68,8 +68,8 @@ def create_namespace(kernel: Kernel, ns: Namespace, lab: str) -> None:
 def owner_of(kernel: Kernel, ns: str) -> str | None:
     """The lab named in the namespace's ownership mark, or None when it carries none."""
     try:
-        alias = kernel.ipr(ns).get_links(kernel.index(ns, "lo"))[0].get("IFLA_IFALIAS")
-    except (OSError, LookupError):
+        alias = netlink.link_alias(ns, LO_INDEX)
+    except OSError:
         return None
     return alias[len(OWNER_MARK) :] if alias and alias.startswith(OWNER_MARK) else None
 

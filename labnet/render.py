@@ -316,3 +316,57 @@ def verify_summary(report, names: dict[str, str]) -> None:
             style=style,
         )
     )
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def bench_table(result: dict) -> Table:
+    """One row a case: medians side by side, the ratios, and what the user-style run saw."""
+    m = result["machine"]
+    t = Table(
+        title=f"inv bench: medians of {result['runs']} runs, {m['cpus']} cores, "
+        f"kernel {m['kernel']}, Python {m['python']}",
+        title_justify="left",
+    )
+    for col in ("lab", "nodes", "pods", "labnet up", "labnet down", "ip -batch up+down"):
+        t.add_column(col, justify="right" if col != "lab" else "left")
+    for col in ("vs ip -batch", "Mininet up+down", "vs Mininet", "leases", "PSS MB", "pings"):
+        t.add_column(col, justify="right")
+    for c in result["cases"]:
+        ip = (c["ip_batch_up"] or 0) + (c["ip_batch_down"] or 0)
+        pings = f"{c['pings'].get('answered', 0)}/{c['pings'].get('sent', 0)}"
+        t.add_row(
+            c["label"],
+            str(c["nodes"]),
+            str(c["pods"]),
+            _secs(c["labnet_up"]),
+            _secs(c["labnet_down"]),
+            _secs(ip or None),
+            _ratio(c["vs_ip_batch"]),
+            _secs(c["mininet_up_down"]),
+            _ratio(c["vs_mininet"]),
+            f"{c['leases']}/{c['nodes']}",
+            f"{c['pss_mb']:.0f}",
+            pings,
+        )
+    return t
+
+
+def bench_fit(result: dict) -> str:
+    lines = []
+    for key, what in (("up_s_per_namespace", "up"), ("pss_mb_per_namespace", "memory")):
+        f = result["fit"].get(key)
+        if f:
+            unit = "ms" if what == "up" else "MB"
+            scale = 1000 if what == "up" else 1
+            lines.append(
+                f"{what}: {f['slope'] * scale:.2f} {unit} per namespace "
+                f"(+ {f['intercept'] * scale:.0f} {unit}), r² {f['r2']:.3f}"
+            )
+    return "\n".join(lines)

@@ -62,8 +62,8 @@ def _strays(st: state.LabState, report: DownReport) -> list[state.ProcessRecord]
     found = []
     with Kernel() as kernel:
         mine = [ns for ns in st.namespaces if netns.exists(ns) and _ours(st, ns, kernel)]
-    for ns in mine:
-        for pid in netns.pids_inside(ns):
+    for ns, pids in netns.pids_by_namespace(mine).items():
+        for pid in pids:
             if pid in recorded or processes.state_letter(pid) in (None, "Z"):
                 continue
             comm = _comm(pid)

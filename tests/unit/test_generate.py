@@ -36,3 +36,12 @@ def test_gen_task_prints_yaml(tmp_path):
     path = tmp_path / "gen.yaml"
     path.write_text(proc.stdout)
     assert model.load(path).name == "gen-3n-9p"
+
+
+def test_only_service_endpoints_run_a_server_unless_all_are_asked_for():
+    topo = generate.topology(4, 40)
+    endpoints = {e for s in topo["services"] for e in s["endpoints"]}
+    serving = {p["name"] for p in topo["pods"] if "containers" in p}
+    assert serving == endpoints and len(endpoints) == 9
+    assert len({p["node"] for p in topo["pods"] if p["name"] in endpoints}) == 4  # all nodes
+    assert all("containers" in p for p in generate.topology(4, 40, serve_all=True)["pods"])

@@ -1,0 +1,81 @@
+"""The benchmark's pure parts: the ip -batch baseline's commands, the fit, sizes, the plot."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from labnet import baseline, benchmark, benchplot, model, plan, state
+from labnet.errors import InputError
+from tests.conftest import REFERENCE
+
+
+def test_ip_batch_makes_the_plans_objects_in_their_namespaces():
+    lab_plan = plan.plan(model.load(str(REFERENCE)))
+    b = baseline.batches(lab_plan)
+    assert b.namespaces == [ns.name for ns in lab_plan.namespaces]
+    master = "flannel-vxlan-master"
+    # docker0 first, then the pods' ports in it, each peer created in its pod
+    assert b.links[master][0] == "link add docker0 mtu 1450 up type bridge"
+    assert any(
+        c.endswith("peer name eth0 mtu 1450 netns flannel-vxlan-pod1") and "master docker0" in c
+        for c in b.links[master]
+    )
+    assert b.config["flannel-vxlan-pod1"] == [
+        "link set lo up",
+        "link set eth0 up",
+        "addr add 172.16.99.8/24 dev eth0",
+        "route add default via 172.16.99.1 dev eth0",
+    ]
+    veths = sum(len(node.steps.veths) for node in lab_plan.nodes.values()) + len(
+        lab_plan.base.veths
+    )
+    bridges = 4  # the underlay's and the gateway's br0, the two docker0s
+    assert sum(len(c) for c in b.links.values()) == veths + bridges
+
+
+def test_fit_is_exact_on_a_line_and_reports_r2():
+    f = benchmark.fit([10, 20, 40], [1.5, 2.5, 4.5])
+    assert f["slope"] == pytest.approx(0.1)
+    assert f["intercept"] == pytest.approx(0.5)
+    assert f["r2"] == pytest.approx(1.0)
+    assert benchmark.fit([1], [1]) == {}
+
+
+def test_sizes_are_nodes_by_pods_per_node():
+    assert benchmark.parse_sizes("2x10,50X10") == [(2, 20), (50, 500)]
+    with pytest.raises(InputError):
+        benchmark.parse_sizes("ten")
+
+
+def test_ping_pairs_cross_nodes_and_spread_over_them():
+    st = state.LabState("l", "t")
+    st.nodes = {
+        f"n{i}": {"pods": {f"p{i}{j}": f"10.{i}.0.{j}" for j in range(3)}} for i in range(4)
+    }
+    pairs = benchmark.cross_node_pairs(st, 20)
+    assert len(pairs) == 20
+    node_of = {p: n for n, f in st.nodes.items() for p in f["pods"]}
+    node_of_ip = {ip: n for n, f in st.nodes.items() for ip in f["pods"].values()}
+    assert all(node_of[src] != node_of_ip[dst] for src, dst in pairs)
+    assert {node_of[src] for src, _ in pairs} == set(st.nodes)
+    assert benchmark.cross_node_pairs(state.LabState("l", "t"), 5) == []
+
+
+def test_plot_is_an_svg_with_both_charts():
+    case = {
+        "generated": True,
+        "nodes": 2,
+        "pods": 20,
+        "labnet_up": 1.0,
+        "labnet_down": 0.2,
+        "ip_batch_up": 0.9,
+        "mininet_up_down": None,
+        "pss_mb": 80.0,
+    }
+    result = {"cases": [case, case | {"nodes": 5, "pods": 50, "labnet_up": 2.0, "pss_mb": 150.0}]}
+    root = ET.fromstring(benchplot.svg(result))
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "time" in texts and "memory" in texts and "ip -batch up" in texts
+    assert len(list(root.iter("{http://www.w3.org/2000/svg}polyline"))) == 4  # no Mininet line
