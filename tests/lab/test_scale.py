@@ -65,7 +65,7 @@ def test_planned_ifindexes_and_one_reaped_process_per_container(root_required, t
         assert len(containers) == 9  # the service endpoints: one process each, PID 1 inside
         for c in containers:
             with open(f"/proc/{c.pid}/stat") as f:
-                assert int(f.read().rsplit(")", 1)[1].split()[2]) == launcher.pid  # ppid
+                assert int(f.read().rsplit(")", 1)[1].split()[1]) == launcher.pid  # ppid
         assert "1 labnet-serve" in sh(up.lab, "pod1/app", "ps", "-eo", "pid,comm")
     for c in containers:  # reaped by the launcher, not left as zombies
         assert processes.state_letter(c.pid) is None or not processes.is_ours(c)
