@@ -10,16 +10,31 @@ then its ports, as long as the ports name the bridge by its (planned) ifindex.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
-from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+)
+from pyroute2.netlink.rtnl import (
+    RTM_GETLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+)
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from . import netns
@@ -28,6 +43,8 @@ from .errors import LabFailure
 NETLINK_ROUTE = 0
 CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 CHANGE = NLM_F_REQUEST | NLM_F_ACK
+REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+AF_BRIDGE, NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK = 7, 0x80, 0x02, 0x04
 RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE = 254, 1, 0
 SEND_CHUNK = 64 * 1024  # under the socket's default send buffer
 NLMSGHDR = struct.Struct("=IHHII")
@@ -58,7 +75,7 @@ def link_alias(ns: str, index: int) -> str | None:
 class Batch:
     """Requests for one namespace, in the order the kernel must handle them."""
 
-    netns: str
+    netns: str | None
     messages: list[tuple[str, bytes]] = field(default_factory=list)  # (what, encoded)
     peer_fds: dict[str, int] = field(default_factory=dict)  # namespaces veth peers go into
 
@@ -163,11 +180,41 @@ class Batch:
         msg["attrs"] = attrs
         self._add(f"add route {dst} via {gateway} dev {ifname}", msg, RTM_NEWROUTE, CREATE)
 
+    def fdb(self, index: int, mac: str, dst: str) -> None:
+        """`bridge fdb replace MAC dev DEV dst DST self permanent` (what flannel writes)."""
+        msg = ndmsg()
+        msg["family"], msg["ifindex"] = AF_BRIDGE, index
+        msg["state"], msg["flags"] = NUD_PERMANENT, NTF_SELF
+        msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_DST", dst)]
+        self._add(f"fdb {mac} dst {dst}", msg, RTM_NEWNEIGH, REPLACE)
+
+    def neigh(self, index: int, dst: str, mac: str) -> None:
+        """`ip neigh replace DST lladdr MAC dev DEV nud permanent`."""
+        msg = ndmsg()
+        msg["family"], msg["ifindex"], msg["state"] = socket.AF_INET, index, NUD_PERMANENT
+        msg["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", mac)]
+        self._add(f"neigh {dst} lladdr {mac}", msg, RTM_NEWNEIGH, REPLACE)
+
+    def onlink_route(self, dst: str, gateway: str, oif: int, proto: int) -> None:
+        """`ip route replace DST via GW dev DEV onlink` (flannel's static-mode route)."""
+        net = IPv4Network(dst)
+        msg = rtmsg()
+        msg["family"], msg["table"], msg["proto"] = socket.AF_INET, RT_TABLE_MAIN, proto
+        msg["scope"], msg["type"], msg["flags"] = RT_SCOPE_UNIVERSE, RTN_UNICAST, RTNH_F_ONLINK
+        msg["dst_len"] = net.prefixlen
+        msg["attrs"] = [
+            ("RTA_DST", str(net.network_address)),
+            ("RTA_GATEWAY", gateway),
+            ("RTA_OIF", oif),
+        ]
+        self._add(f"route {dst} via {gateway} onlink", msg, RTM_NEWROUTE, REPLACE)
+
     def send(self) -> None:
-        """Send every request, then check every ack; the first refusal is raised."""
+        """Send every request, then check every ack; the first refusal is raised. A batch
+        without a namespace name goes to the caller's own namespace (a node's agent)."""
         try:
             if self.messages:
-                with netns.entered(self.netns):
+                with netns.entered(self.netns) if self.netns else contextlib.nullcontext():
                     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
                 with sock:
                     sock.bind((0, 0))

@@ -33,6 +33,7 @@ import etcd3  # noqa: E402, F401  (imported here, before any fork: forked agents
 from pyroute2 import IPRoute  # noqa: E402
 from pyroute2.netlink.rtnl import RTMGRP_NEIGH  # noqa: E402
 
+from .. import netlink  # noqa: E402
 from ..plan import flannel_ipmasq_rules  # noqa: E402
 from .store import open_store  # noqa: E402
 
@@ -343,41 +344,28 @@ class Agent:
     # ------------------------------------------------------------ remote leases
 
     def lease_added(self, key: str, lease: Lease) -> None:
-        with self._sync:
-            self._lease_added(key, lease)
+        self.leases_added({key: lease})
 
-    def _lease_added(self, key: str, lease: Lease) -> None:
+    def leases_added(self, leases: dict[str, Lease]) -> None:
+        """Program every new lease's entries in one netlink batch: a node of a 50-node lab
+        writes 49 FDB entries at start, and a request a time would cost a second of CPU."""
+        with self._sync:
+            batch = netlink.Batch(None)
+            for key, lease in leases.items():
+                self._lease_added(key, lease, batch)
+            batch.send()
+
+    def _lease_added(self, key: str, lease: Lease, batch: netlink.Batch) -> None:
         if lease.public_ip == self.cfg.public_ip or self.remote.get(key) == lease:
             return
         self.remote[key] = lease
         log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip, vtep_mac=lease.vtep_mac)
-        ipr = self.ipr()
-        ipr.fdb(
-            "replace",
-            ifindex=self.ifindex,
-            lladdr=lease.vtep_mac,
-            dst=lease.public_ip,
-            state=NUD_PERMANENT,
-            flags=NTF_SELF,
-        )
+        batch.fdb(self.ifindex, lease.vtep_mac, lease.public_ip)
         log("fdb-written", entry=f"{lease.vtep_mac} dst {lease.public_ip} self permanent")
         if self.cfg.mode == "static":
-            ipr.neigh(
-                "replace",
-                ifindex=self.ifindex,
-                dst=lease.gateway,
-                lladdr=lease.vtep_mac,
-                state=NUD_PERMANENT,
-            )
+            batch.neigh(self.ifindex, lease.gateway, lease.vtep_mac)
             log("neigh-written", entry=f"{lease.gateway} lladdr {lease.vtep_mac} PERMANENT")
-            ipr.route(
-                "replace",
-                dst=str(lease.subnet),
-                gateway=lease.gateway,
-                oif=self.ifindex,
-                flags=RTNH_F_ONLINK,
-                proto=PROTO_BOOT,
-            )
+            batch.onlink_route(str(lease.subnet), lease.gateway, self.ifindex, PROTO_BOOT)
             log(
                 "route-written",
                 entry=f"{lease.subnet} via {lease.gateway} dev {self.device} onlink",
@@ -453,9 +441,7 @@ class Agent:
         with self._sync:
             for key in [k for k in self.remote if k not in leases]:
                 self.lease_removed(key)
-            for key, lease in leases.items():
-                if self.remote.get(key) != lease:
-                    self.lease_added(key, lease)
+            self.leases_added({k: v for k, v in leases.items() if self.remote.get(k) != v})
 
     def _put_event(self, key: str, value: bytes) -> None:
         try:
@@ -549,8 +535,7 @@ class Agent:
         if self.cfg.ipmasq:
             self.setup_ipmasq(self.lease)
         leases, revision = self.read_leases()
-        for key, lease in leases.items():
-            self.lease_added(key, lease)
+        self.leases_added(leases)
         self.write_subnet_env(self.lease)
         threading.Thread(target=self.watch, args=(revision,), daemon=True).start()
         threading.Thread(target=self.resync, daemon=True).start()
