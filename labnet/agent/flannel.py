@@ -44,6 +44,7 @@ PROTO_BOOT = 3
 LEASE_TTL = 24 * 3600  # flannel's subnet lease
 RENEW_MARGIN = 3600  # renewed 1 h before expiry
 RETRY = 0.5  # seconds between tries to reach etcd again
+CONFIG_POLL_MAX = 0.3  # seconds between asks for the network config, at most
 RESYNC = 5.0  # seconds between comparisons of etcd's leases with the programmed entries
 VXLAN_OVERHEAD = 50
 
@@ -151,8 +152,10 @@ class Agent:
     # ------------------------------------------------------------ start-up
 
     def wait_config(self) -> dict:
-        """flanneld waits for <prefix>/config like this, retrying until etcd has it."""
+        """flanneld waits for <prefix>/config like this, retrying until etcd has it (backing
+        off: fifty agents asking every 20 ms would keep etcd and both cores busy)."""
         waited = False
+        pause = 0.02
         while True:
             try:
                 value = self.store.get(f"{self.cfg.prefix}/config")
@@ -167,7 +170,8 @@ class Agent:
             if not waited:
                 log("waiting", reason=reason)
                 waited = True
-            time.sleep(0.02)
+            time.sleep(pause)
+            pause = min(pause * 1.5, CONFIG_POLL_MAX)
 
     def create_device(self, config: dict) -> None:
         backend = config.get("Backend", {})
