@@ -383,7 +383,7 @@ def bench(c, runs=3, quick=False, sizes="", out="bench/results", no_reference=Fa
     chosen = chosen or (benchmark.QUICK_SIZES if quick else benchmark.SIZES)
     with cli.progress("bench") as step:
         result = benchmark.run(chosen, runs, Path(out), not no_reference, step)
-    render.console.print(render.bench_table(result))
+    render.console.print(render.bench_table(result), width=max(render.console.width, 132))
     render.console.print(render.bench_fit(result))
     print(f"written: {out}/bench.json, {out}/bench.svg")
 
