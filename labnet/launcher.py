@@ -27,18 +27,12 @@ import socket
 import subprocess
 import sys
 
-from . import netns, workload
+from . import forking, netns, workload
 
 COMM = "labnet-launcher"
 PR_SET_CHILD_SUBREAPER = 36
-PR_SET_NAME = 15
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 1 << 18
-
-
-def set_comm(comm: str) -> None:
-    """The name `ps` and `top` show for this process (15 bytes at most)."""
-    netns._libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
 
 
 def _run(request: dict) -> int:
@@ -66,47 +60,25 @@ def _pid1(request: dict) -> int:
     return _run(request)
 
 
-def _child(request: dict, report: int) -> None:
+def _child(request: dict, report: int) -> int:
     """In the fork: the namespaces, then (for a container) PID 1 forked into them."""
-    os.setsid()
-    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    netns.enter_for_good(request["netns"])
-    set_comm("labnet-serve")
+    forking.daemonize(request["log"], request["netns"], "labnet-serve", report)
     if not request["container"]:
         os.write(report, str(os.getpid()).encode())
         os.close(report)
-        os._exit(_run(request))
+        return _run(request)
     netns._check(netns._libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS), "unshare")
     pid = os.fork()
     if pid == 0:
         os.close(report)
         os._exit(_pid1(request))
     os.write(report, str(pid).encode())  # as the root namespace numbers it
-    os._exit(0)
+    return 0
 
 
 def launch(request: dict) -> int:
     """Start one container or server; its pid once it is inside its namespaces."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(read_fd)
-            _child(request, write_fd)
-        except BaseException as exc:  # noqa: BLE001 - a child must never return to the loop
-            with contextlib.suppress(Exception):
-                os.write(2, f"{request['name']}: {exc!r}\n".encode())
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as r:
-        answer = r.read()
+    pid, answer = forking.fork_reporting(request["name"], lambda r: _child(request, r))
     if request["container"]:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)  # the first child exits once PID 1 is forked
@@ -144,7 +116,7 @@ def _serve(path: str) -> None:
 
 def main(argv: list[str]) -> int:
     gc.freeze()  # what is imported now stays shared: a child's collections never touch it
-    set_comm(COMM)
+    forking.set_comm(COMM)
     netns._libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

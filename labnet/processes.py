@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import netns
 from .errors import LabFailure
+from .forking import daemonize, fork_reporting
 from .state import ProcessRecord
 
 
@@ -72,14 +73,6 @@ def spawn(
     return ProcessRecord(name, kind, ns, proc.pid, starttime(proc.pid) or 0, argv)
 
 
-PR_SET_NAME = 15
-
-
-def set_comm(comm: str) -> None:
-    """The name `ps` and `top` show for this process (15 bytes at most)."""
-    netns._libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
-
-
 def fork_into(
     name: str, kind: str, ns: str, log: Path, main: Callable[[], int], argv: list[str]
 ) -> ProcessRecord:
@@ -89,36 +82,14 @@ def fork_into(
     is ready in milliseconds instead of the second an interpreter takes to import them, and
     its pages stay shared. The parent must not have started gRPC before forking.
     """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            os.close(read_fd)
-            os.setsid()
-            out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.dup2(out, 1)
-            os.dup2(out, 2)
-            os.closerange(3, write_fd)
-            os.closerange(write_fd + 1, 65536)
-            # fresh stream objects: a parent thread may have held the old ones' locks at fork
-            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-            netns.enter_for_good(ns)
-            set_comm(argv[0])
-            os.write(write_fd, b"ok")
-            os.close(write_fd)
-            code = main()
-        except BaseException as exc:  # noqa: BLE001 - a child must never return to the parent's code
-            with contextlib.suppress(Exception):
-                os.write(2, f"{name}: {exc!r}\n".encode())
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as r:
-        r.read()
+
+    def child(report: int) -> int:
+        daemonize(log, ns, argv[0], report)
+        os.write(report, b"ok")
+        os.close(report)
+        return main()
+
+    pid, _ = fork_reporting(name, child)
     return ProcessRecord(name, kind, ns, pid, starttime(pid) or 0, argv)
 
 
