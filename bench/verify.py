@@ -37,13 +37,22 @@ def main() -> None:
             checks = len(report.results)
     finally:
         lab.down(result.lab)
-    summary = {"median": statistics.median(times), "min": min(times), "max": max(times),
-               "first": times[0], "checks": checks, "runs": args.runs}
+    summary = {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "first": times[0],
+        "checks": checks,
+        "runs": args.runs,
+    }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"verify-{Path(args.topology).stem}.json").write_text(
-        json.dumps(summary, indent=1))
-    print(f"verify {result.lab}: {checks} checks, median {summary['median']:.2f} s, "
-          f"min {summary['min']:.2f} s, max {summary['max']:.2f} s, first run {times[0]:.2f} s")
+        json.dumps(summary, indent=1)
+    )
+    print(
+        f"verify {result.lab}: {checks} checks, median {summary['median']:.2f} s, "
+        f"min {summary['min']:.2f} s, max {summary['max']:.2f} s, first run {times[0]:.2f} s"
+    )
 
 
 if __name__ == "__main__":

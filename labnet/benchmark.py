@@ -264,6 +264,7 @@ def medians(c: Case) -> dict[str, float | None]:
     }
     ours = (out["labnet_up"] or 0) + (out["labnet_down"] or 0)
     ip = (out["ip_batch_up"] or 0) + (out["ip_batch_down"] or 0)
+    out["ip_batch_up_down"] = ip or None
     out["vs_ip_batch"] = ours / ip if ip else None
     out["vs_mininet"] = ours / out["mininet_up_down"] if out["mininet_up_down"] else None
     return out

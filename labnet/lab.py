@@ -94,13 +94,13 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
         st.roles = {ns.owner: ns.role for ns in lab_plan.namespaces}
         state.save(st)  # recorded before they exist: a crash mid-way is still undone
-        _create_namespaces(kernel, topo, first_ns, st)
+        _create_namespaces(topo, first_ns, st)
         first, rest = lab_plan.base.split({ns.name for ns in first_ns})
         apply(kernel, first)
         _start_launcher(topo, st)  # its interpreter starts while etcd's does
         etcd = _start_etcd(topo, st)
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
-        _create_namespaces(kernel, topo, [n for n in lab_plan.namespaces if n not in first_ns], st)
+        _create_namespaces(topo, [n for n in lab_plan.namespaces if n not in first_ns], st)
         apply(kernel, rest)
         progress("flannel agents, containers and servers")
         workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
@@ -255,11 +255,11 @@ def _import_agent() -> None:
 
 
 def _create_namespaces(
-    kernel: Kernel, topo: Topology, namespaces: list[plan.Namespace], st: state.LabState
+    topo: Topology, namespaces: list[plan.Namespace], st: state.LabState
 ) -> None:
     for ns in namespaces:
         try:
-            create_namespace(kernel, ns, topo.name)
+            create_namespace(ns, topo.name)
         except FileExistsError:
             st.namespaces.remove(ns.name)
             state.save(st)

@@ -57,7 +57,7 @@ class Kernel:
         self.close()
 
 
-def create_namespace(kernel: Kernel, ns: Namespace, lab: str) -> None:
+def create_namespace(ns: Namespace, lab: str) -> None:
     """A new namespace with lo up (etcd's peer URL needs it) and the lab's ownership mark."""
     netns.create(ns.name)
     batch = netlink.Batch(ns.name)
@@ -65,7 +65,7 @@ def create_namespace(kernel: Kernel, ns: Namespace, lab: str) -> None:
     batch.send()
 
 
-def owner_of(kernel: Kernel, ns: str) -> str | None:
+def owner_of(ns: str) -> str | None:
     """The lab named in the namespace's ownership mark, or None when it carries none."""
     try:
         alias = netlink.link_alias(ns, LO_INDEX)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import netns, processes, state
 from .errors import InputError, LabFailure
-from .realize import Kernel, owner_of
+from .realize import owner_of
 
 # the process names (comm) of what labnet starts inside a lab: etcd and its own forks
 LAB_DAEMONS = ("etcd", "flanneld", "labnet-launcher", "labnet-serve")
@@ -30,17 +30,16 @@ class DownReport:
     left: list[str] = field(default_factory=list)  # not labnet's, running in the lab: untouched
 
 
-def _ours(st: state.LabState, ns: str, kernel: Kernel) -> bool:
+def _ours(st: state.LabState, ns: str) -> bool:
     """The inode recorded at creation proves it; without one, the mark on lo decides."""
     if ns in st.inodes:
         return netns.inode(ns) == st.inodes[ns]
-    return owner_of(kernel, ns) in (st.lab, None)
+    return owner_of(ns) in (st.lab, None)
 
 
 def _remove_namespaces(st: state.LabState, report: DownReport) -> None:
-    with Kernel() as kernel:
-        present = [ns for ns in st.namespaces if netns.exists(ns)]
-        mine = {ns: _ours(st, ns, kernel) for ns in present}
+    present = [ns for ns in st.namespaces if netns.exists(ns)]
+    mine = {ns: _ours(st, ns) for ns in present}
     for ns, ours in mine.items():
         if not ours:
             report.skipped.append(ns)
@@ -60,8 +59,7 @@ def _strays(st: state.LabState, report: DownReport) -> list[state.ProcessRecord]
     """labnet's daemons inside the lab's namespaces that the state file does not name."""
     recorded = {p.pid for p in st.processes}
     found = []
-    with Kernel() as kernel:
-        mine = [ns for ns in st.namespaces if netns.exists(ns) and _ours(st, ns, kernel)]
+    mine = [ns for ns in st.namespaces if netns.exists(ns) and _ours(st, ns)]
     for ns, pids in netns.pids_by_namespace(mine).items():
         for pid in pids:
             if pid in recorded or processes.state_letter(pid) in (None, "Z"):
@@ -95,11 +93,10 @@ def teardown(st: state.LabState) -> DownReport:
 def marked_namespaces() -> dict[str, list[str]]:
     """lab -> namespaces carrying its ownership mark, whatever the state files say."""
     out: dict[str, list[str]] = {}
-    with Kernel() as kernel:
-        for ns in netns.list_names():
-            owner = owner_of(kernel, ns)
-            if owner:
-                out.setdefault(owner, []).append(ns)
+    for ns in netns.list_names():
+        owner = owner_of(ns)
+        if owner:
+            out.setdefault(owner, []).append(ns)
     return out
 
 

@@ -37,9 +37,7 @@ from .. import netlink  # noqa: E402
 from ..plan import flannel_ipmasq_rules  # noqa: E402
 from .store import open_store  # noqa: E402
 
-NUD_INCOMPLETE, NUD_REACHABLE, NUD_PERMANENT = 0x01, 0x02, 0x80
-NTF_SELF = 0x02
-RTNH_F_ONLINK = 0x04
+NUD_REACHABLE = 0x02
 PROTO_BOOT = 3
 LEASE_TTL = 24 * 3600  # flannel's subnet lease
 RENEW_MARGIN = 3600  # renewed 1 h before expiry
