@@ -1,8 +1,8 @@
 """The embedded etcd: a real etcd server in the lab's etcd namespace, on the underlay only.
 
 The orchestrator talks to it through etcd's JSON gateway over a socket made inside that
-namespace (nothing listens in, or is routed from, the root namespace). Agents use
-python-etcd3 over gRPC from inside their own node namespaces.
+namespace (nothing listens in, or is routed from, the root namespace). Agents use the
+same gateway from inside their own node namespaces.
 """
 
 from __future__ import annotations

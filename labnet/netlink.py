@@ -11,26 +11,37 @@ then its ports, as long as the ports name the bridge by its (planned) ifindex.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from pyroute2.netlink import (
     NLM_F_ACK,
     NLM_F_CREATE,
+    NLM_F_DUMP,
     NLM_F_EXCL,
     NLM_F_REPLACE,
     NLM_F_REQUEST,
+    NLMSG_DONE,
     NLMSG_ERROR,
 )
 from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_GETADDR,
     RTM_GETLINK,
+    RTM_GETNEIGH,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWNEIGH,
     RTM_NEWROUTE,
+    RTMGRP_NEIGH,
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
@@ -50,25 +61,115 @@ SEND_CHUNK = 64 * 1024  # under the socket's default send buffer
 NLMSGHDR = struct.Struct("=IHHII")
 
 
-def link_alias(ns: str, index: int) -> str | None:
-    """IFLA_IFALIAS of one link (labnet's ownership mark on lo), by one RTM_GETLINK."""
-    msg = ifinfmsg()
-    msg["index"] = index
-    msg["header"]["type"], msg["header"]["flags"] = RTM_GETLINK, NLM_F_REQUEST
+def _socket(ns: str | None) -> socket.socket:
+    """A netlink socket in namespace `ns` (None: the caller's own, as in a node's agent)."""
+    with netns.entered(ns) if ns else contextlib.nullcontext():
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    sock.bind((0, 0))
+    return sock
+
+
+def _messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(type, sequence number, the message's bytes) for each message in one read."""
+    offset = 0
+    while offset + NLMSGHDR.size <= len(data):
+        length, msg_type, _, seq, _ = NLMSGHDR.unpack_from(data, offset)
+        yield msg_type, seq, data[offset : offset + max(length, NLMSGHDR.size)]
+        offset += max(length, NLMSGHDR.size)
+
+
+def query(ns: str | None, msg, msg_type: int, dump: bool = False) -> list:
+    """One request (a get, or a dump with `dump`), its replies decoded with the request's
+    pyroute2 class. A refused get raises OSError with the kernel's errno."""
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
     msg["header"]["sequence_number"] = 1
     msg.encode()
-    with netns.entered(ns):
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    with sock:
-        sock.bind((0, 0))
+    replies = []
+    with _socket(ns) as sock:
         sock.send(bytes(msg.data[: msg["header"]["length"]]))
-        data = sock.recv(1 << 16)
-    _, msg_type, _, _, _ = NLMSGHDR.unpack_from(data)
-    if msg_type != RTM_NEWLINK:
-        return None
-    reply = ifinfmsg(data)
-    reply.decode()
-    return reply.get_attr("IFLA_IFALIAS")
+        while True:
+            for kind, _, data in _messages(sock.recv(1 << 16)):
+                if kind == NLMSG_DONE:
+                    return replies
+                if kind == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, NLMSGHDR.size)
+                    if code:
+                        raise OSError(-code, os.strerror(-code))
+                    return replies
+                reply = type(msg)(data)
+                reply.decode()
+                replies.append(reply)
+                if not dump:
+                    return replies
+
+
+def get_link(ns: str | None, index: int = 0, ifname: str | None = None):
+    """One link, by index or by name, as pyroute2's ifinfmsg; None when there is none."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = [("IFLA_IFNAME", ifname)] if ifname else []
+    try:
+        found = query(ns, msg, RTM_GETLINK)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise
+    return found[0] if found else None
+
+
+def link_alias(ns: str, index: int) -> str | None:
+    """IFLA_IFALIAS of one link (labnet's ownership mark on lo), by one RTM_GETLINK."""
+    link = get_link(ns, index)
+    return link.get_attr("IFLA_IFALIAS") if link is not None else None
+
+
+def addresses(ns: str | None, index: int) -> list[tuple[str, int]]:
+    """(address, prefix length) of each IPv4 address on one link."""
+    msg = ifaddrmsg()
+    msg["family"] = socket.AF_INET
+    return [
+        (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+        for a in query(ns, msg, RTM_GETADDR, dump=True)
+        if a["index"] == index
+    ]
+
+
+def neighbours(ns: str | None, index: int) -> list[tuple[str, str | None]]:
+    """(address, lladdr) of each IPv4 neighbour entry on one link."""
+    msg = ndmsg()
+    msg["family"] = socket.AF_INET
+    return [
+        (n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR"))
+        for n in query(ns, msg, RTM_GETNEIGH, dump=True)
+        if n["ifindex"] == index
+    ]
+
+
+def neighbour_requests() -> Iterator:
+    """The kernel's neighbour requests to user space (RTM_GETNEIGH: app_solicit's L3 and
+    L2 misses), from this namespace, as pyroute2 ndmsg, forever."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind((0, RTMGRP_NEIGH))
+    with sock:
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except OSError as exc:  # ENOBUFS: events were dropped; the kernel asks again
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                continue
+            for kind, _, raw in _messages(data):
+                if kind == RTM_GETNEIGH:
+                    msg = ndmsg(raw)
+                    msg.decode()
+                    yield msg
+
+
+def _change(add: int, remove: int, delete: bool) -> tuple[int, int]:
+    """(message type, flags): replace the entry, or delete it."""
+    return (remove, CHANGE) if delete else (add, REPLACE)
 
 
 @dataclass
@@ -101,6 +202,40 @@ class Batch:
             ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}),
         ]
         self._add(f"add bridge {ifname}", msg, RTM_NEWLINK, CREATE)
+
+    def vxlan(self, ifname: str, vni: int, under: int, local: str, port: int, mtu: int) -> None:
+        """flanneld's device: `ip link add flannel.VNI type vxlan id VNI dev UNDER local IP
+        dstport PORT nolearning ageing 300` (down: it is set up once it has its address)."""
+        data = [
+            ("IFLA_VXLAN_ID", vni),
+            ("IFLA_VXLAN_LINK", under),
+            ("IFLA_VXLAN_LOCAL", local),
+            ("IFLA_VXLAN_PORT", port),
+            ("IFLA_VXLAN_LEARNING", 0),
+            ("IFLA_VXLAN_AGEING", 300),
+        ]
+        msg = ifinfmsg()
+        msg["attrs"] = [
+            ("IFLA_IFNAME", ifname),
+            ("IFLA_MTU", mtu),
+            (
+                "IFLA_LINKINFO",
+                {"attrs": [("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": data})]},
+            ),
+        ]
+        self._add(f"add vxlan {ifname} id {vni}", msg, RTM_NEWLINK, CREATE)
+
+    def link_del(self, index: int, ifname: str) -> None:
+        msg = ifinfmsg()
+        msg["index"] = index
+        self._add(f"delete {ifname}", msg, RTM_DELLINK, CHANGE)
+
+    def address_del(self, index: int, ifname: str, cidr: str) -> None:
+        addr, plen = cidr.split("/")
+        msg = ifaddrmsg()
+        msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, int(plen), index
+        msg["attrs"] = [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]
+        self._add(f"delete address {cidr} from {ifname}", msg, RTM_DELADDR, CHANGE)
 
     def veth(
         self,
@@ -180,22 +315,26 @@ class Batch:
         msg["attrs"] = attrs
         self._add(f"add route {dst} via {gateway} dev {ifname}", msg, RTM_NEWROUTE, CREATE)
 
-    def fdb(self, index: int, mac: str, dst: str) -> None:
+    def fdb(self, index: int, mac: str, dst: str, delete: bool = False) -> None:
         """`bridge fdb replace MAC dev DEV dst DST self permanent` (what flannel writes)."""
         msg = ndmsg()
         msg["family"], msg["ifindex"] = AF_BRIDGE, index
         msg["state"], msg["flags"] = NUD_PERMANENT, NTF_SELF
         msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_DST", dst)]
-        self._add(f"fdb {mac} dst {dst}", msg, RTM_NEWNEIGH, REPLACE)
+        self._add(f"fdb {mac} dst {dst}", msg, *_change(RTM_NEWNEIGH, RTM_DELNEIGH, delete))
 
-    def neigh(self, index: int, dst: str, mac: str) -> None:
-        """`ip neigh replace DST lladdr MAC dev DEV nud permanent`."""
+    def neigh(
+        self, index: int, dst: str, mac: str, state: int = NUD_PERMANENT, delete: bool = False
+    ) -> None:
+        """`ip neigh replace DST lladdr MAC dev DEV nud permanent` (or another state)."""
         msg = ndmsg()
-        msg["family"], msg["ifindex"], msg["state"] = socket.AF_INET, index, NUD_PERMANENT
+        msg["family"], msg["ifindex"], msg["state"] = socket.AF_INET, index, state
         msg["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", mac)]
-        self._add(f"neigh {dst} lladdr {mac}", msg, RTM_NEWNEIGH, REPLACE)
+        self._add(f"neigh {dst} lladdr {mac}", msg, *_change(RTM_NEWNEIGH, RTM_DELNEIGH, delete))
 
-    def onlink_route(self, dst: str, gateway: str, oif: int, proto: int) -> None:
+    def onlink_route(
+        self, dst: str, gateway: str, oif: int, proto: int, delete: bool = False
+    ) -> None:
         """`ip route replace DST via GW dev DEV onlink` (flannel's static-mode route)."""
         net = IPv4Network(dst)
         msg = rtmsg()
@@ -207,17 +346,15 @@ class Batch:
             ("RTA_GATEWAY", gateway),
             ("RTA_OIF", oif),
         ]
-        self._add(f"route {dst} via {gateway} onlink", msg, RTM_NEWROUTE, REPLACE)
+        what = f"route {dst} via {gateway} onlink"
+        self._add(what, msg, *_change(RTM_NEWROUTE, RTM_DELROUTE, delete))
 
     def send(self) -> None:
         """Send every request, then check every ack; the first refusal is raised. A batch
         without a namespace name goes to the caller's own namespace (a node's agent)."""
         try:
             if self.messages:
-                with netns.entered(self.netns) if self.netns else contextlib.nullcontext():
-                    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-                with sock:
-                    sock.bind((0, 0))
+                with _socket(self.netns) as sock:
                     self._send_all(sock)
                     self._check_acks(sock)
         finally:
@@ -239,17 +376,15 @@ class Batch:
         pending = set(range(1, len(self.messages) + 1))
         errors: dict[int, int] = {}
         while pending:
-            data = sock.recv(1 << 16)
-            offset = 0
-            while offset + NLMSGHDR.size <= len(data):
-                length, msg_type, _, seq, _ = NLMSGHDR.unpack_from(data, offset)
-                if msg_type == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, offset + NLMSGHDR.size)
+            for kind, seq, data in _messages(sock.recv(1 << 16)):
+                if kind == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, NLMSGHDR.size)
                     pending.discard(seq)
                     if code:
                         errors[seq] = -code
-                offset += max(length, NLMSGHDR.size)
         if errors:
             seq = min(errors)
             what = self.messages[seq - 1][0]
-            raise LabFailure(f"{self.netns}: {what}: {os.strerror(errors[seq])}")
+            raise LabFailure(
+                f"{self.netns or 'this namespace'}: {what}: {os.strerror(errors[seq])}"
+            )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import netns
 from .errors import LabFailure
-from .forking import daemonize, fork_reporting
+from .forking import daemonize, fork
 from .state import ProcessRecord
 
 
@@ -78,18 +78,17 @@ def fork_into(
 ) -> ProcessRecord:
     """Fork a child that enters `ns` in its main thread and runs `main`.
 
-    The child shares the parent's already imported modules (etcd3, pyroute2), so an agent
-    is ready in milliseconds instead of the second an interpreter takes to import them, and
-    its pages stay shared. The parent must not have started gRPC before forking.
+    The child shares the parent's already imported modules (pyroute2), so an agent is
+    ready in milliseconds instead of the second an interpreter takes to import them, and
+    its pages stay shared.
     """
 
-    def child(report: int) -> int:
-        daemonize(log, ns, argv[0], report)
-        os.write(report, b"ok")
-        os.close(report)
+    def child() -> int:
+        daemonize(log, ns, argv[0])
         return main()
 
-    pid, _ = fork_reporting(name, child)
+    # not waited for: fifty agents forked in a row would each wait for a busy core
+    pid = fork(name, child)
     return ProcessRecord(name, kind, ns, pid, starttime(pid) or 0, argv)
 
 

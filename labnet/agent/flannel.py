@@ -22,20 +22,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
-
-import etcd3  # noqa: E402, F401  (imported here, before any fork: forked agents share it)
-from pyroute2 import IPRoute  # noqa: E402
-from pyroute2.netlink.rtnl import RTMGRP_NEIGH  # noqa: E402
-
-from .. import netlink  # noqa: E402
-from ..plan import flannel_ipmasq_rules  # noqa: E402
-from .store import open_store  # noqa: E402
+from .. import netlink
+from ..plan import flannel_ipmasq_rules
+from .store import open_store
 
 NUD_REACHABLE = 0x02
 PROTO_BOOT = 3
@@ -62,6 +57,9 @@ class AgentConfig:
     prefix: str = "/coreos.com/network"
     lease_ttl: int = LEASE_TTL
     more_endpoints: tuple[str, ...] = ()  # other members of an etcd cluster, host:port
+    # niceness until subnet.env is written: `inv up` starts fifty agents while it still
+    # builds pods on a 2-core machine, and at equal priority they would starve it
+    start_nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,6 @@ class Agent:
         self.network: IPv4Network | None = None
         self.lease: Lease | None = None
         self.remote: dict[str, Lease] = {}  # etcd key -> lease of another node
-        self._nl = threading.local()
         self._sync = threading.RLock()  # watch, resync and start-up all program entries
         endpoints = [(cfg.etcd_host, cfg.etcd_port)] + [
             (h, int(p)) for h, p in (e.rsplit(":", 1) for e in cfg.more_endpoints)
@@ -137,12 +134,6 @@ class Agent:
         self.store = open_store(cfg.etcd_api, endpoints)
 
     # ------------------------------------------------------------ helpers
-
-    def ipr(self) -> IPRoute:
-        """One netlink socket per thread: pyroute2 objects are not shared across threads."""
-        if not hasattr(self._nl, "ipr"):
-            self._nl.ipr = IPRoute()
-        return self._nl.ipr
 
     def key(self, name: str) -> str:
         return f"{self.cfg.prefix}/subnets/{name}"
@@ -157,7 +148,7 @@ class Agent:
         while True:
             try:
                 value = self.store.get(f"{self.cfg.prefix}/config")
-            except Exception as exc:  # noqa: BLE001 - etcd not up yet: any gRPC error
+            except Exception as exc:  # noqa: BLE001 - etcd not up yet: refused, reset
                 value, reason = None, type(exc).__name__
             else:
                 reason = "no config key yet"
@@ -176,29 +167,21 @@ class Agent:
         vni = int(backend.get("VNI", 1))
         port = int(backend.get("Port", 8472))
         self.device = f"flannel.{vni}"
-        ipr = self.ipr()
-        (under,) = ipr.link_lookup(ifname=self.cfg.iface) or [None]
+        under = netlink.get_link(None, ifname=self.cfg.iface)
         if under is None:
             raise RuntimeError(f"underlay interface {self.cfg.iface} not found")
-        mtu = ipr.get_links(under)[0].get("IFLA_MTU") - VXLAN_OVERHEAD
-        found = ipr.link_lookup(ifname=self.device)
-        if found and not self._device_matches(found[0], vni, port):
-            ipr.link("del", index=found[0])
+        mtu = under.get_attr("IFLA_MTU") - VXLAN_OVERHEAD
+        found = netlink.get_link(None, ifname=self.device)
+        if found is not None and not self._device_matches(found, vni, port):
+            batch = netlink.Batch(None)
+            batch.link_del(found["index"], self.device)
+            batch.send()
             log("device-removed", dev=self.device, reason="incompatible attributes")
-            found = []
-        if not found:
-            ipr.link(
-                "add",
-                ifname=self.device,
-                kind="vxlan",
-                vxlan_id=vni,
-                vxlan_link=under,
-                vxlan_local=self.cfg.public_ip,
-                vxlan_port=port,
-                vxlan_learning=0,
-                vxlan_ageing=300,
-                mtu=mtu,
-            )
+            found = None
+        if found is None:
+            batch = netlink.Batch(None)
+            batch.vxlan(self.device, vni, under["index"], self.cfg.public_ip, port, mtu)
+            batch.send()
             log(
                 "device-created",
                 dev=self.device,
@@ -209,18 +192,19 @@ class Agent:
                 mtu=mtu,
                 learning="off",
             )
-        self.ifindex = ipr.link_lookup(ifname=self.device)[0]
-        self.mac = ipr.get_links(self.ifindex)[0].get("IFLA_ADDRESS")
+            found = netlink.get_link(None, ifname=self.device)
+        self.ifindex = found["index"]
+        self.mac = found.get_attr("IFLA_ADDRESS")
         self.mtu = mtu
 
-    def _device_matches(self, index: int, vni: int, port: int) -> bool:
-        info = self.ipr().get_links(index)[0].get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
+    def _device_matches(self, link, vni: int, port: int) -> bool:
+        info = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
         if info is None:
             return False
         return (
-            info.get("IFLA_VXLAN_ID") == vni
-            and info.get("IFLA_VXLAN_PORT") == port
-            and info.get("IFLA_VXLAN_LOCAL") == self.cfg.public_ip
+            info.get_attr("IFLA_VXLAN_ID") == vni
+            and info.get_attr("IFLA_VXLAN_PORT") == port
+            and info.get_attr("IFLA_VXLAN_LOCAL") == self.cfg.public_ip
         )
 
     def read_leases(self) -> tuple[dict[str, Lease], int]:
@@ -270,23 +254,21 @@ class Agent:
         return self.store.write(key, lease.to_json(), self.cfg.lease_ttl, create_only=not exists)
 
     def configure_device(self, lease: Lease) -> None:
-        ipr = self.ipr()
         plen = self.network.prefixlen if self.cfg.mode == "miss" else 32
         want = (lease.gateway, plen)
-        for addr in ipr.get_addr(index=self.ifindex, family=2):
-            have = (addr.get("IFA_ADDRESS"), addr["prefixlen"])
-            if have != want:
-                ipr.addr("del", index=self.ifindex, address=have[0], prefixlen=have[1])
-        if want not in [
-            (a.get("IFA_ADDRESS"), a["prefixlen"])
-            for a in ipr.get_addr(index=self.ifindex, family=2)
-        ]:
-            ipr.addr("add", index=self.ifindex, address=lease.gateway, prefixlen=plen)
+        have = netlink.addresses(None, self.ifindex)
+        batch = netlink.Batch(None)
+        for addr, prefixlen in have:
+            if (addr, prefixlen) != want:
+                batch.address_del(self.ifindex, self.device, f"{addr}/{prefixlen}")
+        if want not in have:
+            batch.address(self.ifindex, self.device, f"{lease.gateway}/{plen}")
         if self.cfg.mode == "miss":
             # L3 misses come from app_solicit (the l3miss flag is not what flannel used)
             with open(f"/proc/sys/net/ipv4/neigh/{self.device}/app_solicit", "w") as f:
                 f.write("3")
-        ipr.link("set", index=self.ifindex, state="up")
+        batch.link_up(self.ifindex, self.device)
+        batch.send()
         log(
             "device-ready",
             dev=self.device,
@@ -382,30 +364,28 @@ class Agent:
         if lease is None:
             return
         log("lease-gone", subnet=lease.subnet, public_ip=lease.public_ip)
-        ipr = self.ipr()
         if self.cfg.mode == "static":
             self._quietly(
-                ipr.route, "del", dst=str(lease.subnet), gateway=lease.gateway, oif=self.ifindex
-            )
-        for n in ipr.get_neighbours(ifindex=self.ifindex):
-            if n.get("NDA_LLADDR") == lease.vtep_mac:
-                self._quietly(
-                    ipr.neigh,
-                    "del",
-                    ifindex=self.ifindex,
-                    dst=n.get("NDA_DST"),
-                    lladdr=lease.vtep_mac,
+                lambda b: b.onlink_route(
+                    str(lease.subnet), lease.gateway, self.ifindex, PROTO_BOOT, delete=True
                 )
-                log("neigh-removed", dst=n.get("NDA_DST"))
-        self._quietly(
-            ipr.fdb, "del", ifindex=self.ifindex, lladdr=lease.vtep_mac, dst=lease.public_ip
-        )
+            )
+        for dst, lladdr in netlink.neighbours(None, self.ifindex):
+            if lladdr == lease.vtep_mac:
+                self._quietly(
+                    lambda b, dst=dst: b.neigh(self.ifindex, dst, lease.vtep_mac, delete=True)
+                )
+                log("neigh-removed", dst=dst)
+        self._quietly(lambda b: b.fdb(self.ifindex, lease.vtep_mac, lease.public_ip, delete=True))
         log("fdb-removed", entry=f"{lease.vtep_mac} dst {lease.public_ip}")
 
     @staticmethod
-    def _quietly(fn, *args, **kwargs) -> None:
+    def _quietly(request: Callable[[netlink.Batch], None]) -> None:
+        """One removal on its own: an entry already gone must not stop the others."""
+        batch = netlink.Batch(None)
+        request(batch)
         try:
-            fn(*args, **kwargs)
+            batch.send()
         except Exception as exc:  # noqa: BLE001 - the entry may already be gone
             log("cleanup-skipped", reason=exc)
 
@@ -469,17 +449,14 @@ class Agent:
     # ------------------------------------------------------------ L3 misses
 
     def serve_misses(self) -> None:
-        ev = IPRoute()
-        ev.bind(groups=RTMGRP_NEIGH)
-        while True:
-            for msg in ev.get():
-                if msg.get("event") == "RTM_GETNEIGH" and msg.get("ifindex") == self.ifindex:
-                    self.handle_miss(msg)
+        for msg in netlink.neighbour_requests():
+            if msg["ifindex"] == self.ifindex:
+                self.handle_miss(msg)
 
     def handle_miss(self, msg) -> None:
         dst, lladdr = msg.get_attr("NDA_DST"), msg.get_attr("NDA_LLADDR")
         # An L3 miss names a destination; a probe of a stale entry also carries its old lladdr
-        if msg.get("family") == socket.AF_INET and dst and IPv4Address(dst) in self.network:
+        if msg["family"] == socket.AF_INET and dst and IPv4Address(dst) in self.network:
             self.l3_miss(dst)
         elif lladdr:
             log("l2-miss", lladdr=lladdr, note="FDB entries come from lease events")
@@ -510,9 +487,9 @@ class Agent:
             vtep_mac=match.vtep_mac,
             public_ip=match.public_ip,
         )
-        self.ipr().neigh(
-            "replace", ifindex=self.ifindex, dst=dst, lladdr=match.vtep_mac, state=NUD_REACHABLE
-        )
+        batch = netlink.Batch(None)
+        batch.neigh(self.ifindex, dst, match.vtep_mac, state=NUD_REACHABLE)
+        batch.send()
         log(
             "neigh-written",
             entry=f"{dst} dev {self.device} lladdr {match.vtep_mac} REACHABLE",
@@ -539,6 +516,8 @@ class Agent:
         leases, revision = self.read_leases()
         self.leases_added(leases)
         self.write_subnet_env(self.lease)
+        if self.cfg.start_nice:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)  # started: a normal daemon from now on
         threading.Thread(target=self.watch, args=(revision,), daemon=True).start()
         threading.Thread(target=self.resync, daemon=True).start()
         threading.Thread(target=self.renew, daemon=True).start()
@@ -558,6 +537,7 @@ def _on_term(signum, _frame) -> None:
 def main(cfg: AgentConfig) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
+    os.setpriority(os.PRIO_PROCESS, 0, cfg.start_nice)
     try:
         return Agent(cfg).run()
     except Exception as exc:  # noqa: BLE001 - the log is where a daemon's errors go
