@@ -19,7 +19,6 @@ from .model import FLANNEL_PREFIX, Topology
 from .realize import Kernel, apply, apply_rules, create_namespace
 
 Progress = Callable[[str], None]
-START_NICE = 19  # agents yield to the build until they have their lease (flannel.AgentConfig)
 WAIT_AGENTS = 20.0  # seconds; a slow machine under load still leases in well under this
 
 
@@ -331,7 +330,6 @@ def _fork_agent(topo: Topology, d: plan.Daemon, st: state.LabState, flannel) -> 
         d.setting("etcd_api"),
         lease_ttl=topo.flannel.lease_ttl,
         more_endpoints=tuple(endpoints[1:]),
-        start_nice=START_NICE,
     )
     rec = processes.fork_into(
         d.name,

@@ -57,9 +57,6 @@ class AgentConfig:
     prefix: str = "/coreos.com/network"
     lease_ttl: int = LEASE_TTL
     more_endpoints: tuple[str, ...] = ()  # other members of an etcd cluster, host:port
-    # niceness until subnet.env is written: `inv up` starts fifty agents while it still
-    # builds pods on a 2-core machine, and at equal priority they would starve it
-    start_nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -516,8 +513,6 @@ class Agent:
         leases, revision = self.read_leases()
         self.leases_added(leases)
         self.write_subnet_env(self.lease)
-        if self.cfg.start_nice:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)  # started: a normal daemon from now on
         threading.Thread(target=self.watch, args=(revision,), daemon=True).start()
         threading.Thread(target=self.resync, daemon=True).start()
         threading.Thread(target=self.renew, daemon=True).start()
@@ -537,7 +532,6 @@ def _on_term(signum, _frame) -> None:
 def main(cfg: AgentConfig) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
-    os.setpriority(os.PRIO_PROCESS, 0, cfg.start_nice)
     try:
         return Agent(cfg).run()
     except Exception as exc:  # noqa: BLE001 - the log is where a daemon's errors go
