@@ -122,7 +122,7 @@ def validate(c, topology):
     topo = model.load(topology)
     render.console.print(
         f"{topology}: valid ({len(topo.nodes)} nodes, {len(topo.pods)} pods, "
-        f"flannel {topo.flannel.network} {topo.flannel.mode} mode)"
+        f"flannel {topo.flannel.network} {topo.flannel.summary})"
     )
 
 
@@ -258,7 +258,7 @@ def trace(c, source, target, port=0, proto="icmp", lab=""):
     help={
         "nodes": "how many nodes",
         "pods": "how many pods, spread over the nodes",
-        "backend": "flannel backend (vxlan)",
+        "backend": "flannel backend: vxlan (flannel.1) or host-gw (a route per node)",
         "name": "lab name (default: gen-<N>n-<M>p)",
         "serve_all": "a server in every pod (default: only in the services' endpoints)",
     }

@@ -87,6 +87,8 @@ def _node(
             "#eaf7ea",
         ),
     ]
+    if not topo.flannel.vxlan:  # host-gw: no flannel.1, pods' traffic leaves by eth0
+        del rows[1]
     for y, ifname, label, fill in rows:
         lay.parts.append(_box(cx - 170, y - 18, 340, 34, fill))
         lay.parts.append(_text(cx, y + 5, label, 14))

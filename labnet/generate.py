@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from .errors import InputError
 
+BACKENDS = ("vxlan", "host-gw")
 MAX_NODES = 250  # one underlay /24 of node addresses, one flannel /24 per node
 MAX_PODS_PER_NODE = 250  # a /24 less the network, flannel.1 (.0), docker0 (.1) and broadcast
 
@@ -28,8 +29,8 @@ def _flannel_network(nodes: int) -> IPv4Network:
 def topology(
     nodes: int, pods: int, backend: str = "vxlan", name: str | None = None, serve_all: bool = False
 ) -> dict:
-    if backend != "vxlan":
-        raise InputError(f"backend {backend!r} is not available yet", "use --backend vxlan")
+    if backend not in BACKENDS:
+        raise InputError(f"backend {backend!r} is unknown", f"use one of: {', '.join(BACKENDS)}")
     if not 1 <= nodes <= MAX_NODES:
         raise InputError(f"--nodes {nodes}: between 1 and {MAX_NODES}")
     if pods < 0 or -(-pods // nodes) > MAX_PODS_PER_NODE:
@@ -78,7 +79,12 @@ def topology(
         "description": f"generated: {nodes} nodes, {pods} pods, {len(services)} services",
         "underlay": {"subnet": "10.46.0.0/16"},
         "etcd": {"address": "10.46.0.10"},
-        "flannel": {"network": str(network), "backend": {"type": "vxlan", "mode": "miss"}},
+        "flannel": {
+            "network": str(network),
+            "backend": {"type": "vxlan", "mode": "miss"}
+            if backend == "vxlan"
+            else {"type": backend},
+        },
         "nodes": node_list,
         "pods": pod_list,
     }

@@ -324,7 +324,7 @@ def _fork_agent(topo: Topology, d: plan.Daemon, st: state.LabState, flannel) -> 
         d.setting("iface"),
         d.setting("public_ip"),
         None if pinned == "lease" else pinned,
-        d.setting("mode"),
+        d.setting("mode", "miss"),  # host-gw has none; its agent reads the backend in etcd
         str(ndir),
         d.setting("ipmasq") == "true",
         d.setting("etcd_api"),
@@ -436,26 +436,34 @@ def _docker_and_pods(
     return node_pods
 
 
+def _remote_entries(kernel: Kernel, topo: Topology, node: model.Node) -> int:
+    """vxlan: FDB entries on flannel.1 (a remote VTEP each); host-gw: routes via another
+    node's address."""
+    ns = plan.netns_name(topo.name, node.name)
+    if topo.flannel.vxlan:
+        idx = kernel.index(ns, topo.flannel.device)
+        entries = kernel.ipr(ns).fdb("dump", ifindex=idx)
+        return sum(1 for e in entries if e.get("NDA_DST") and e.get("ifindex") == idx)
+    others = {str(n.address) for n in topo.nodes if n is not node}
+    routes = kernel.ipr(ns).get_routes(family=2, table=254)
+    return sum(1 for r in routes if r.get("RTA_GATEWAY") in others and r["dst_len"])
+
+
 def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:
-    """Every agent has an FDB entry for every other node: a cold ping then gets 3 of 3."""
-    device = topo.flannel.device
+    """Every agent has an FDB entry (host-gw: a route) for every other node: a cold ping
+    then gets 3 of 3."""
     want = len(topo.nodes) - 1
     deadline = time.monotonic() + WAIT_AGENTS
-    pending = [n.name for n in topo.nodes]
+    pending = list(topo.nodes)
     while pending:
         for node in list(pending):
-            ns = plan.netns_name(topo.name, node)
-            idx = kernel.index(ns, device)
-            fdb = [
-                e
-                for e in kernel.ipr(ns).fdb("dump", ifindex=idx)
-                if e.get("NDA_DST") and e.get("ifindex") == idx
-            ]
-            if len(fdb) >= want:
+            if _remote_entries(kernel, topo, node) >= want:
                 pending.remove(node)
         if pending and time.monotonic() > deadline:
+            what = "FDB entries" if topo.flannel.vxlan else "routes to other nodes"
+            late = ", ".join(n.name for n in pending)
             raise LabFailure(
-                f"FDB entries missing after {WAIT_AGENTS:.0f} s on: {', '.join(pending)}",
+                f"{what} missing after {WAIT_AGENTS:.0f} s on: {late}",
                 "see the agent's log: inv logs NODE",
             )
         if pending:

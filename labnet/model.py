@@ -57,6 +57,16 @@ class Flannel:
     mode: str  # "miss" (v0.5-v0.8) or "static" (v0.9+)
     ipmasq: bool
     lease_ttl: int = 86400  # flannel's 24 h; shorter ones show expiry in class
+    backend: str = "vxlan"  # or "host-gw": routes via the other nodes, no flannel.1
+
+    @property
+    def vxlan(self) -> bool:
+        return self.backend == "vxlan"
+
+    @property
+    def summary(self) -> str:
+        """`vxlan, miss mode` or `host-gw`: what a learner is looking at."""
+        return f"vxlan, {self.mode} mode" if self.vxlan else self.backend
 
     @property
     def device(self) -> str:
@@ -70,7 +80,11 @@ class Flannel:
                 "SubnetLen": self.subnet_len,
                 "SubnetMin": str(self.subnet_min),
                 "SubnetMax": str(self.subnet_max),
-                "Backend": {"Type": "vxlan", "VNI": self.vni, "Port": self.port},
+                "Backend": (
+                    {"Type": "vxlan", "VNI": self.vni, "Port": self.port}
+                    if self.vxlan
+                    else {"Type": self.backend}
+                ),
             },
             separators=(",", ":"),
         )
@@ -193,7 +207,8 @@ class Topology:
 
     @property
     def flannel_mtu(self) -> int:
-        return self.underlay.mtu - VXLAN_OVERHEAD
+        """FLANNEL_MTU: the underlay's, less VXLAN's envelope when there is one."""
+        return self.underlay.mtu - (VXLAN_OVERHEAD if self.flannel.vxlan else 0)
 
 
 # ---------------------------------------------------------------- YAML with line numbers
@@ -350,6 +365,14 @@ def _build_flannel(raw: dict, loc: _Locator) -> Flannel:
     if smin > smax:
         raise loc.error(("flannel", "subnet_min"), f"subnet_min {smin} is above subnet_max {smax}")
     backend = raw.get("backend", {})
+    kind = backend.get("type", "vxlan")
+    vxlan_only = sorted(k for k in ("vni", "port", "mode") if k in backend)
+    if kind != "vxlan" and vxlan_only:
+        raise loc.error(
+            ("flannel", "backend", vxlan_only[0]),
+            f"{vxlan_only[0]} belongs to the vxlan backend, not {kind}",
+            f"remove {', '.join(vxlan_only)}, or use type: vxlan",
+        )
     return Flannel(
         network,
         subnet_len,
@@ -360,6 +383,7 @@ def _build_flannel(raw: dict, loc: _Locator) -> Flannel:
         backend.get("mode", "miss"),
         raw.get("ipmasq", False),
         raw.get("lease_ttl", 86400),
+        kind,
     )
 
 

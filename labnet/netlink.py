@@ -332,21 +332,29 @@ class Batch:
         msg["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", mac)]
         self._add(f"neigh {dst} lladdr {mac}", msg, *_change(RTM_NEWNEIGH, RTM_DELNEIGH, delete))
 
-    def onlink_route(
-        self, dst: str, gateway: str, oif: int, proto: int, delete: bool = False
+    def gateway_route(
+        self,
+        dst: str,
+        gateway: str,
+        oif: int,
+        proto: int,
+        onlink: bool = False,
+        delete: bool = False,
     ) -> None:
-        """`ip route replace DST via GW dev DEV onlink` (flannel's static-mode route)."""
+        """`ip route replace DST via GW dev DEV [onlink]`: flannel's per-lease route (host-gw,
+        and vxlan's static mode with onlink)."""
         net = IPv4Network(dst)
         msg = rtmsg()
         msg["family"], msg["table"], msg["proto"] = socket.AF_INET, RT_TABLE_MAIN, proto
-        msg["scope"], msg["type"], msg["flags"] = RT_SCOPE_UNIVERSE, RTN_UNICAST, RTNH_F_ONLINK
+        msg["scope"], msg["type"] = RT_SCOPE_UNIVERSE, RTN_UNICAST
+        msg["flags"] = RTNH_F_ONLINK if onlink else 0
         msg["dst_len"] = net.prefixlen
         msg["attrs"] = [
             ("RTA_DST", str(net.network_address)),
             ("RTA_GATEWAY", gateway),
             ("RTA_OIF", oif),
         ]
-        what = f"route {dst} via {gateway} onlink"
+        what = f"route {dst} via {gateway}" + (" onlink" if onlink else "")
         self._add(what, msg, *_change(RTM_NEWROUTE, RTM_DELROUTE, delete))
 
     def send(self) -> None:

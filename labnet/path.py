@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from . import plan
-from .model import Service, ServicePort, Topology
+from .model import Flannel, Service, ServicePort, Topology
 
 MULTICAST = IPv4Network("224.0.0.0/4")
 MAX_HOPS = 32
@@ -147,23 +147,30 @@ def build(topo: Topology, subnets: dict[str, str], pod_ips: dict[str, str]) -> N
             dst = IPv4Network("0.0.0.0/0" if r.dst == "default" else r.dst)
             routes.setdefault(r.netns, []).append((dst, r.ifname, r.gateway))
     nodes = {}
-    fl = topo.flannel
     for node in topo.nodes:
         ns = plan.netns_name(topo.name, node.name)
         subnet = IPv4Network(subnets[node.name])
         nodes[ns] = NodeFacts(node.name, ns, subnet, str(node.address), node.iface, node.bridge)
+    _flannel_routes(topo.flannel, nodes, ifaces, routes)
+    names = {ns.name: ns.owner for ns in lab_plan.namespaces}
+    return NetModel(topo, ifaces, routes, nodes, pod_ips, names)
+
+
+def _flannel_routes(fl: Flannel, nodes: dict, ifaces: dict, routes: dict) -> None:
+    """What each node's agent adds: vxlan's flannel.1 (miss mode: one route to the whole
+    network; static: one onlink route a lease), or host-gw's route a lease via its node."""
+    for ns, n in nodes.items():
+        others = [o for o in nodes.values() if o is not n]
+        if not fl.vxlan:
+            routes[ns] += [(o.subnet, n.iface, o.public_ip) for o in others]
+            continue
         plen = fl.network.prefixlen if fl.mode == "miss" else 32
-        addr = IPv4Interface(f"{subnet.network_address}/{plen}")
+        addr = IPv4Interface(f"{n.subnet.network_address}/{plen}")
         ifaces[(ns, fl.device)] = Iface(ns, fl.device, "vxlan", addr=addr)
         if fl.mode == "miss":
             routes[ns].append((fl.network, fl.device, None))
-    if fl.mode == "static":
-        for ns, n in nodes.items():
-            for other in nodes.values():
-                if other is not n:
-                    routes[ns].append((other.subnet, fl.device, str(other.subnet.network_address)))
-    names = {ns.name: ns.owner for ns in lab_plan.namespaces}
-    return NetModel(topo, ifaces, routes, nodes, pod_ips, names)
+        else:
+            routes[ns] += [(o.subnet, fl.device, str(o.subnet.network_address)) for o in others]
 
 
 # ---------------------------------------------------------------- NAT, as the rules say

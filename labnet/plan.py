@@ -99,8 +99,11 @@ class Daemon:
     netns: str
     settings: tuple[tuple[str, str], ...]
 
-    def setting(self, key: str) -> str:
-        return dict(self.settings)[key]
+    def setting(self, key: str, default: str | None = None) -> str:
+        found = dict(self.settings).get(key, default)
+        if found is None:
+            raise KeyError(key)
+        return found
 
 
 @dataclass
@@ -262,8 +265,11 @@ def _daemons(topo: Topology) -> list[Daemon]:
             ("iface", n.iface),
             ("public_ip", str(n.address)),
             ("subnet", str(n.subnet) if n.subnet else "lease"),
-            ("mode", fl.mode),
-            ("device", fl.device),
+            *(
+                (("mode", fl.mode), ("device", fl.device))
+                if fl.vxlan
+                else (("backend", fl.backend),)
+            ),
             ("ipmasq", "true" if fl.ipmasq else "false"),
             ("etcd_api", topo.etcd.api),
         )

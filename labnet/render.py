@@ -32,7 +32,7 @@ def error(message: str, hint: str | None) -> None:
 def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     fl = topo.flannel
     root = Tree(Text.assemble(("lab ", "bold"), (topo.name, "bold cyan"), f"  ({topo.source})"))
-    root.add(f"flannel config {fl.config_json()}  mode={fl.mode}")
+    root.add(f"flannel config {fl.config_json()}  ({fl.summary})")
     for svc in topo.services:
         for port in svc.ports:
             root.add(Text(_service_line(svc, port), style="cyan"))
@@ -75,13 +75,13 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
                         style="yellow",
                     )
                 )
-            branch.add(
-                Text(
-                    f"agent creates {fl.device}: vxlan id {fl.vni} dstport {fl.port} "
-                    f"nolearning, mtu {topo.flannel_mtu}",
-                    style="dim",
-                )
+            what = (
+                f"agent creates {fl.device}: vxlan id {fl.vni} dstport {fl.port} "
+                f"nolearning, mtu {topo.flannel_mtu}"
+                if fl.vxlan
+                else "agent routes each other node's subnet via that node's address (host-gw)"
             )
+            branch.add(Text(what, style="dim"))
     return root
 
 
@@ -134,15 +134,17 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
             Text("running" if ok else "DEAD", style="green" if ok else "bold red"),
         )
     leases = Table(title="flannel leases (etcd)")
-    for col in ("key", "PublicIP", "VtepMAC", "ttl"):
+    for col in ("key", "PublicIP", "BackendType", "VtepMAC", "ttl"):
         leases.add_column(col)
     for key, lease in sorted(s.leases.items()):
         try:
             v = json.loads(lease["value"])
-            ip, mac = v["PublicIP"], v["BackendData"]["VtepMAC"]
-        except (ValueError, KeyError):
-            ip, mac = "?", "?"
-        leases.add_row(key, ip, mac, f"{lease['ttl']} s" if lease["ttl"] is not None else "-")
+            ip, kind = v["PublicIP"], v.get("BackendType", "?")
+            mac = v["BackendData"]["VtepMAC"] if kind == "vxlan" else "-"  # host-gw: no VTEP
+        except (ValueError, KeyError, TypeError):
+            ip, kind, mac = "?", "?", "?"
+        ttl = f"{lease['ttl']} s" if lease["ttl"] is not None else "-"
+        leases.add_row(key, ip, kind, mac, ttl)
     return [where, procs, leases]
 
 

@@ -63,7 +63,8 @@ class AgentConfig:
 class Lease:
     subnet: IPv4Network
     public_ip: str
-    vtep_mac: str
+    vtep_mac: str | None  # vxlan's flannel.1 MAC; host-gw has none
+    backend: str = "vxlan"
 
     @property
     def key_name(self) -> str:
@@ -74,21 +75,20 @@ class Lease:
         return str(self.subnet.network_address)
 
     def to_json(self) -> str:
-        """flannel v0.7's lease value, byte for byte (Go's json.Marshal: no spaces)."""
-        return json.dumps(
-            {
-                "PublicIP": self.public_ip,
-                "BackendType": "vxlan",
-                "BackendData": {"VtepMAC": self.vtep_mac},
-            },
-            separators=(",", ":"),
-        )
+        """flannel v0.7's lease value, byte for byte (Go's json.Marshal: no spaces; host-gw
+        has no BackendData, which LeaseAttrs omits when empty)."""
+        value: dict = {"PublicIP": self.public_ip, "BackendType": self.backend}
+        if self.vtep_mac is not None:
+            value["BackendData"] = {"VtepMAC": self.vtep_mac}
+        return json.dumps(value, separators=(",", ":"))
 
     @classmethod
     def parse(cls, key: str, value: bytes | str) -> Lease:
         net, plen = key.rsplit("/", 1)[1].split("-")
         data = json.loads(value)
-        return cls(IPv4Network(f"{net}/{plen}"), data["PublicIP"], data["BackendData"]["VtepMAC"])
+        backend = data.get("BackendType", "vxlan")
+        mac = data["BackendData"]["VtepMAC"] if backend == "vxlan" else None
+        return cls(IPv4Network(f"{net}/{plen}"), data["PublicIP"], mac, backend)
 
 
 def free_subnets(config: dict, taken: set[IPv4Network], limit: int = 100) -> list[IPv4Network]:
@@ -118,6 +118,7 @@ def log(event: str, **fields: object) -> None:
 class Agent:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
+        self.backend = "vxlan"  # what <prefix>/config says
         self.device = ""
         self.ifindex = 0
         self.mac = ""
@@ -159,14 +160,33 @@ class Agent:
             time.sleep(pause)
             pause = min(pause * 1.5, CONFIG_POLL_MAX)
 
+    def prepare_backend(self, config: dict) -> None:
+        """The backend <prefix>/config names: vxlan makes flannel.VNI, host-gw needs only the
+        underlay interface (its routes go out through it)."""
+        self.backend = config.get("Backend", {}).get("Type", "vxlan")
+        if self.backend == "vxlan":
+            log("backend", type="vxlan", mode=self.cfg.mode)
+            self.create_device(config)
+            return
+        if self.backend != "host-gw":
+            raise RuntimeError(f"backend {self.backend!r} is not supported (vxlan, host-gw)")
+        under = self._underlay()
+        self.device, self.ifindex, self.mac = self.cfg.iface, under["index"], None
+        self.mtu = under.get_attr("IFLA_MTU")
+        log("backend", type="host-gw", dev=self.cfg.iface, mtu=self.mtu)
+
+    def _underlay(self):
+        under = netlink.get_link(None, ifname=self.cfg.iface)
+        if under is None:
+            raise RuntimeError(f"underlay interface {self.cfg.iface} not found")
+        return under
+
     def create_device(self, config: dict) -> None:
         backend = config.get("Backend", {})
         vni = int(backend.get("VNI", 1))
         port = int(backend.get("Port", 8472))
         self.device = f"flannel.{vni}"
-        under = netlink.get_link(None, ifname=self.cfg.iface)
-        if under is None:
-            raise RuntimeError(f"underlay interface {self.cfg.iface} not found")
+        under = self._underlay()
         mtu = under.get_attr("IFLA_MTU") - VXLAN_OVERHEAD
         found = netlink.get_link(None, ifname=self.device)
         if found is not None and not self._device_matches(found, vni, port):
@@ -232,7 +252,7 @@ class Agent:
                 if not free:
                     raise RuntimeError("no free subnet left in the flannel network")
                 subnet, how = random.choice(free), "allocated"
-            lease = Lease(subnet, self.cfg.public_ip, self.mac)
+            lease = Lease(subnet, self.cfg.public_ip, self.mac, self.backend)
             if self._write_lease(lease, exists=lease.subnet in {v.subnet for _, v in mine}):
                 log(
                     "lease-acquired",
@@ -339,14 +359,24 @@ class Agent:
     def _lease_added(self, key: str, lease: Lease, batch: netlink.Batch) -> None:
         if lease.public_ip == self.cfg.public_ip or self.remote.get(key) == lease:
             return
+        if lease.backend != self.backend:  # as flanneld does: another backend's lease
+            log("lease-ignored", key=key, reason=f"backend {lease.backend}, not {self.backend}")
+            return
         self.remote[key] = lease
+        if self.backend == "host-gw":
+            log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip)
+            batch.gateway_route(str(lease.subnet), lease.public_ip, self.ifindex, PROTO_BOOT)
+            log("route-written", entry=f"{lease.subnet} via {lease.public_ip} dev {self.device}")
+            return
         log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip, vtep_mac=lease.vtep_mac)
         batch.fdb(self.ifindex, lease.vtep_mac, lease.public_ip)
         log("fdb-written", entry=f"{lease.vtep_mac} dst {lease.public_ip} self permanent")
         if self.cfg.mode == "static":
             batch.neigh(self.ifindex, lease.gateway, lease.vtep_mac)
             log("neigh-written", entry=f"{lease.gateway} lladdr {lease.vtep_mac} PERMANENT")
-            batch.onlink_route(str(lease.subnet), lease.gateway, self.ifindex, PROTO_BOOT)
+            batch.gateway_route(
+                str(lease.subnet), lease.gateway, self.ifindex, PROTO_BOOT, onlink=True
+            )
             log(
                 "route-written",
                 entry=f"{lease.subnet} via {lease.gateway} dev {self.device} onlink",
@@ -361,10 +391,23 @@ class Agent:
         if lease is None:
             return
         log("lease-gone", subnet=lease.subnet, public_ip=lease.public_ip)
+        if self.backend == "host-gw":
+            self._quietly(
+                lambda b: b.gateway_route(
+                    str(lease.subnet), lease.public_ip, self.ifindex, PROTO_BOOT, delete=True
+                )
+            )
+            log("route-removed", entry=f"{lease.subnet} via {lease.public_ip}")
+            return
         if self.cfg.mode == "static":
             self._quietly(
-                lambda b: b.onlink_route(
-                    str(lease.subnet), lease.gateway, self.ifindex, PROTO_BOOT, delete=True
+                lambda b: b.gateway_route(
+                    str(lease.subnet),
+                    lease.gateway,
+                    self.ifindex,
+                    PROTO_BOOT,
+                    onlink=True,
+                    delete=True,
                 )
             )
         for dst, lladdr in netlink.neighbours(None, self.ifindex):
@@ -501,13 +544,13 @@ class Agent:
             node=self.cfg.node,
             public_ip=self.cfg.public_ip,
             iface=self.cfg.iface,
-            mode=self.cfg.mode,
             etcd=f"{self.cfg.etcd_host}:{self.cfg.etcd_port}",
         )
         config = self.wait_config()
-        self.create_device(config)
+        self.prepare_backend(config)
         self.lease = self.acquire_lease(config)
-        self.configure_device(self.lease)
+        if self.backend == "vxlan":
+            self.configure_device(self.lease)
         if self.cfg.ipmasq:
             self.setup_ipmasq(self.lease)
         leases, revision = self.read_leases()
@@ -516,7 +559,7 @@ class Agent:
         threading.Thread(target=self.watch, args=(revision,), daemon=True).start()
         threading.Thread(target=self.resync, daemon=True).start()
         threading.Thread(target=self.renew, daemon=True).start()
-        if self.cfg.mode == "miss":
+        if self.backend == "vxlan" and self.cfg.mode == "miss":
             self.serve_misses()
         else:
             while True:

@@ -34,3 +34,10 @@ def test_free_subnets_respect_min_and_max():
     }
     assert free_subnets(config, set()) == [IPv4Network("10.10.5.0/24"), IPv4Network("10.10.6.0/24")]
     assert free_subnets(config, {IPv4Network("10.10.5.0/24"), IPv4Network("10.10.6.0/24")}) == []
+
+
+def test_host_gw_lease_has_no_backend_data():
+    """flannel's LeaseAttrs omits an empty BackendData: host-gw leases are PublicIP + type."""
+    lease = Lease(IPv4Network("172.16.2.0/24"), "10.46.1.2", None, "host-gw")
+    assert lease.to_json() == '{"PublicIP":"10.46.1.2","BackendType":"host-gw"}'
+    assert Lease.parse("/coreos.com/network/subnets/172.16.2.0-24", lease.to_json()) == lease

@@ -27,7 +27,20 @@ def test_limits_are_clear_errors():
     with pytest.raises(InputError):
         generate.topology(1, 300)
     with pytest.raises(InputError):
-        generate.topology(2, 2, backend="host-gw")
+        generate.topology(2, 2, backend="udp")
+
+
+def write(tmp_path, topo: dict):
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(topo))
+    return path
+
+
+def test_host_gw_topology_has_no_vxlan_settings(tmp_path):
+    topo = model.load(write(tmp_path, generate.topology(3, 6, backend="host-gw")))
+    assert topo.flannel.backend == "host-gw"
+    assert '"Backend":{"Type":"host-gw"}' in topo.flannel.config_json()
+    assert topo.flannel_mtu == topo.underlay.mtu  # no VXLAN envelope to leave room for
 
 
 def test_gen_task_prints_yaml(tmp_path):

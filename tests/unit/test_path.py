@@ -75,3 +75,26 @@ def test_ipmasq_keeps_the_pod_address():
     m = path.build(topo, SUBNETS, {p.name: str(p.address) for p in topo.pods})
     fwd, _ = path.predict(m, "flannel-vxlan-pod1", "172.16.99.8", "172.16.57.15", "icmp", None)
     assert fwd.hops[-1].src == "172.16.99.8"
+
+
+def test_host_gw_routes_pod_traffic_through_eth0_unencapsulated(tmp_path):
+    """host-gw: no flannel.1; the node routes the other node's subnet via its address."""
+    from labnet import generate
+    from tests.unit.test_generate import write
+
+    topo = model.load(write(tmp_path, generate.topology(2, 4, backend="host-gw", name="hgw")))
+    subnets = {n.name: str(n.subnet) for n in topo.nodes}
+    net = path.build(topo, subnets, {p.name: str(p.address) for p in topo.pods})
+    assert ("hgw-node1", "flannel.1") not in net.ifaces
+    fwd, back = path.predict(net, "hgw-pod1", "172.16.1.2", "172.16.2.2", "icmp", None)
+    assert [f"{h.netns.removeprefix('hgw-')}/{h.ifname}/{h.direction}" for h in fwd.hops] == [
+        "pod1/eth0/out",
+        "node1/docker0/in",
+        "node1/eth0/out",
+        "underlay/ul-node2/out",
+        "node2/eth0/in",
+        "node2/docker0/out",
+        "pod2/eth0/in",
+    ]
+    assert all(h.outer is None for h in fwd.hops)
+    assert back.hops[-1].netns == "hgw-pod1"
