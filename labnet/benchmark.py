@@ -234,7 +234,7 @@ def run(
                 progress(f"{case.label}: run {i + 1}/{runs}")
                 case.labnet.append(run_labnet(case))
                 case.ip_batch.append(baseline.ip_batch_run(lab_plan))
-                if mininet:
+                if mininet and case.pods <= baseline.MININET_MAX_HOSTS:
                     case.mininet.append(baseline.mininet_run(case.pods))
             progress(f"{case.label}: leases, memory and {PINGS} cross-node pings")
             inspect_as_user(case)

@@ -26,6 +26,19 @@ def test_bench_runs_side_by_side_and_writes_json_and_svg(root_required, tmp_path
     assert case["processes"] == 7 and 0 < case["pss_mb"] < 500
     assert (tmp_path / "bench.svg").read_text().startswith("<svg")
     assert set(netns.list_names()) == before
+    if written["mininet"]:  # where Mininet is installed, it ran beside labnet
+        assert case["mininet_up_down"] > 0 and case["vs_mininet"] > 0
+
+
+@pytest.mark.skipif(not baseline.mininet_available(), reason="Mininet is not installed")
+def test_mininet_stays_in_its_namespaces_and_changes_no_host_limit(root_required):
+    from tests.lab import rootns
+
+    before, pty_max = rootns.snapshot(), open("/proc/sys/kernel/pty/max").read()
+    assert baseline.mininet_run(3)["up_down"] > 0
+    assert rootns.snapshot() == before  # its bridge and veths lived in its own namespace
+    assert open("/proc/sys/kernel/pty/max").read() == pty_max  # fixLimits was disabled
+    assert baseline.MININET_NETNS not in netns.list_names()
 
 
 def test_ip_batch_baseline_builds_the_same_objects_and_removes_them(root_required, tmp_path):

@@ -79,3 +79,14 @@ def test_plot_is_an_svg_with_both_charts():
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "time" in texts and "memory" in texts and "ip -batch up" in texts
     assert len(list(root.iter("{http://www.w3.org/2000/svg}polyline"))) == 4  # no Mininet line
+
+
+def test_mininet_runs_contained_without_host_wide_changes():
+    """mn runs in its own PID namespace (all it starts dies with it), with its sysctl limits
+    and its pattern-killing, /tmp-deleting clean-up disabled."""
+    argv = baseline._mininet_argv(100)
+    assert argv[:4] == ["ip", "netns", "exec", baseline.MININET_NETNS]
+    assert argv[4:7] == ["unshare", "--pid", "--fork"]
+    runner = argv[argv.index("-c") + 1]
+    assert "fixLimits = lambda: None" in runner and "cleanup = " in runner
+    assert argv[-2:] == ["--topo", "single,100"]
