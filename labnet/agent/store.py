@@ -5,6 +5,7 @@ its v2 keys API (flannel before v0.18: keys with a TTL, which the article's `etc
 from __future__ import annotations
 
 import base64
+import encodings.idna  # noqa: F401 - socket's host lookup imports it: once, before agents fork
 import http.client
 import json
 import socket
