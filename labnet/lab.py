@@ -89,8 +89,9 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
     lab_plan = plan.plan(topo)
     etcd_ns, ul_ns = plan.netns_name(topo.name, "etcd"), plan.netns_name(topo.name, "underlay")
     first_ns = [ns for ns in lab_plan.namespaces if ns.role == "etcd" or ns.name == ul_ns]
-    pods_ns = [ns for ns in lab_plan.namespaces if ns.role == "pod"]
-    hosts_ns = [ns for ns in lab_plan.namespaces if ns not in first_ns and ns.role != "pod"]
+    workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
+    # they need only their namespace to listen; the launcher forks them meanwhile
+    launching = _Background(lambda: _start_workloads(topo, workloads, st))
     with Kernel() as kernel:
         progress("etcd on the underlay")
         st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
@@ -101,23 +102,29 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         apply(kernel, first)
         _start_launcher(topo, st)  # its interpreter starts while etcd's does
         etcd = _start_etcd(topo, st)
+        gateway = etcd_server.Gateway(etcd_ns, str(topo.etcd.address))
+
+        def start_flannel() -> None:
+            """Once etcd answers: the config first, as in the article, then the agents."""
+            progress("etcd ready: flannel config, agents, containers and servers")
+            _write_flannel_config(topo, gateway, etcd)
+            _start_agents(topo, lab_plan, st)  # they lease while this thread makes the pods
+            launching.start()  # after the agents' forks: a fork copies only the calling thread
+            state.save(st)
+
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
-        _create_namespaces(topo, hosts_ns + pods_ns, st)
+        _create_namespaces(topo, [n for n in lab_plan.namespaces if n not in first_ns], st)
         apply(kernel, rest)
-        progress("etcd ready, flannel config written")
-        _write_flannel_config(topo, etcd_ns, etcd)  # first, as in the article: agents read it
-        progress("flannel agents, containers and servers")
-        _start_agents(topo, lab_plan, st)  # they lease while this thread makes the pods
-        workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
-        # they need only their namespace to listen; the launcher forks them meanwhile
-        launching = _Background(lambda: _start_workloads(topo, workloads, st))
-        launching.start()  # after the agents' forks: a fork copies only the calling thread
-        state.save(st)
         pinned = [n for n in topo.nodes if lab_plan.nodes[n.name] is not None]
         if pinned:
             progress("docker0 and pods (pinned subnets)")
-            for node in pinned:
-                apply(kernel, lab_plan.nodes[node.name].steps)
+        for node in pinned:  # a small lab's pods are built while etcd is still starting
+            if not launching.ident and gateway.ready():
+                start_flannel()
+            apply(kernel, lab_plan.nodes[node.name].steps)
+        if not launching.ident:
+            start_flannel()
+        gateway.close()
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
         built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
@@ -136,16 +143,14 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
     state.save(st)
 
 
-def _write_flannel_config(topo: Topology, etcd_ns: str, etcd: state.ProcessRecord) -> None:
-    gateway = etcd_server.Gateway(etcd_ns, str(topo.etcd.address))
-    try:
-        gateway.wait_ready(10.0, alive=lambda: processes.alive(etcd))
-        if topo.etcd.api == "v2":
-            gateway.put_v2(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
-        else:
-            gateway.put(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
-    finally:
-        gateway.close()
+def _write_flannel_config(
+    topo: Topology, gateway: etcd_server.Gateway, etcd: state.ProcessRecord
+) -> None:
+    gateway.wait_ready(10.0, alive=lambda: processes.alive(etcd))
+    if topo.etcd.api == "v2":
+        gateway.put_v2(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
+    else:
+        gateway.put(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
 
 
 def _host_addresses(topo: Topology) -> dict[str, str]:
