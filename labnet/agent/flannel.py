@@ -1,4 +1,5 @@
-"""The flannel agent: flanneld's vxlan backend, one process per node, inside the node's namespace.
+"""The flannel agent: flanneld's vxlan (or host-gw) backend, one process per node, inside the
+node's namespace. The backend is the one `<prefix>/config` names, as flanneld reads it.
 
 Two eras of flannel (see the project's reference notes):
 - "miss" (v0.5-v0.8, the reference article): flannel.1 carries <subnet>.0 with the network's
@@ -7,6 +8,7 @@ Two eras of flannel (see the project's reference notes):
   FDB entries (self permanent) come from lease events.
 - "static" (v0.9+): <subnet>.0/32, and per remote lease a permanent neighbour, the FDB entry,
   and the route `<subnet> via <subnet>.0 dev flannel.1 onlink`.
+- host-gw: no device; per remote lease the route `<subnet> via <PublicIP> dev eth0`.
 
 Every event goes to stdout (the node's log) with a timestamp: `inv logs NODE`.
 """
