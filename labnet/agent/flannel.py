@@ -1,14 +1,15 @@
 """The flannel agent: flanneld's vxlan (or host-gw) backend, one process per node, inside the
 node's namespace. The backend is the one `<prefix>/config` names, as flanneld reads it.
 
-Two eras of flannel (see the project's reference notes):
+Two eras of the vxlan backend (see the project's reference notes):
 - "miss" (v0.5-v0.8, the reference article): flannel.1 carries <subnet>.0 with the network's
   prefix, app_solicit=3 makes the kernel ask user space for unknown neighbours (L3 miss, an
   RTM_GETNEIGH), the agent looks the lease up in etcd and writes the neighbour REACHABLE;
   FDB entries (self permanent) come from lease events.
 - "static" (v0.9+): <subnet>.0/32, and per remote lease a permanent neighbour, the FDB entry,
   and the route `<subnet> via <subnet>.0 dev flannel.1 onlink`.
-- host-gw: no device; per remote lease the route `<subnet> via <PublicIP> dev eth0`.
+
+host-gw: no device; per remote lease the route `<subnet> via <PublicIP> dev eth0`.
 
 Every event goes to stdout (the node's log) with a timestamp: `inv logs NODE`.
 """
