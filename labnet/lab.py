@@ -119,10 +119,11 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         if pinned:
             progress("docker0 and pods (pinned subnets)")
         try:
-            for node in pinned:  # a small lab's pods are built while etcd is still starting
+            parts = [c for n in pinned for c in lab_plan.nodes[n.name].chunks(topo.name, 16)]
+            for part in parts:  # a small lab's pods are built while etcd is still starting
                 if not launching.ident and gateway.ready():
                     start_flannel()
-                apply(kernel, lab_plan.nodes[node.name].steps)
+                apply(kernel, part)
             if not launching.ident:
                 start_flannel()
         finally:

@@ -142,6 +142,17 @@ class NodePods:
     pods: dict[str, str]  # pod name -> address
     steps: Steps
 
+    def chunks(self, lab: str, size: int) -> list[Steps]:
+        """The steps in parts of at most `size` pods, docker0 and the node's own in the first:
+        `up` looks up between parts whether etcd is ready for the agents."""
+        pods = [netns_name(lab, p) for p in self.pods]
+        first, rest = self.steps.split({netns_name(lab, self.node), *pods[:size]})
+        out = [first]
+        for i in range(size, len(pods), size):
+            part, rest = rest.split(set(pods[i : i + size]))
+            out.append(part)
+        return out
+
 
 @dataclass
 class LabPlan:

@@ -107,3 +107,17 @@ def test_split_puts_etcd_first_and_loses_nothing():
         assert sorted(map(repr, getattr(first, name) + getattr(rest, name))) == sorted(
             map(repr, getattr(p.base, name))
         )
+
+
+def test_node_pods_come_in_parts_with_docker0_first(tmp_path):
+    from labnet import generate
+    from tests.unit.test_generate import write
+
+    topo = model.load(write(tmp_path, generate.topology(1, 40, name="chunks")))
+    node_pods = plan.plan(topo).nodes["node1"]
+    parts = node_pods.chunks("chunks", 16)
+    assert [len(p.veths) for p in parts] == [16, 16, 8]
+    assert [b.ifname for b in parts[0].bridges] == ["docker0"] and not parts[1].bridges
+    for name in ("bridges", "veths", "addresses", "routes", "sysctls", "rules"):
+        joined = [x for p in parts for x in getattr(p, name)]
+        assert sorted(map(repr, joined)) == sorted(map(repr, getattr(node_pods.steps, name)))
