@@ -111,8 +111,8 @@ import runpy, sys
 import mininet.clean, mininet.net
 mininet.net.fixLimits = lambda: None
 mininet.clean.cleanup = mininet.clean.Cleanup.cleanup = lambda *a: None
-sys.argv = ["mn", *sys.argv[1:]]
-runpy.run_path(MN, run_name="__main__")
+mn, sys.argv = sys.argv[1], ["mn", *sys.argv[2:]]
+runpy.run_path(mn, run_name="__main__")
 """
 
 
@@ -124,11 +124,10 @@ def _mininet_argv(hosts: int) -> list[str]:
     mn = shutil.which("mn") or "mn"
     with open(mn) as f:
         interpreter = f.readline().removeprefix("#!").strip() or "python3"
-    runner = MININET_RUNNER.replace("MN", repr(mn))
     return [
         *("ip", "netns", "exec", MININET_NETNS),
         *("unshare", "--pid", "--fork", "--mount-proc", "--kill-child"),
-        *(interpreter, "-c", runner, *MININET_ARGV, "--topo", f"single,{hosts}"),
+        *(interpreter, "-c", MININET_RUNNER, mn, *MININET_ARGV, "--topo", f"single,{hosts}"),
     ]
 
 

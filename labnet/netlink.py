@@ -167,6 +167,21 @@ def neighbour_requests() -> Iterator:
                     yield msg
 
 
+def _route_msg(dst: str, gateway: str, oif: int, proto: int, onlink: bool):
+    """A main-table IPv4 route via a gateway; `default` has no RTA_DST."""
+    msg = rtmsg()
+    msg["family"], msg["table"], msg["proto"] = socket.AF_INET, RT_TABLE_MAIN, proto
+    msg["scope"], msg["type"] = RT_SCOPE_UNIVERSE, RTN_UNICAST
+    msg["flags"] = RTNH_F_ONLINK if onlink else 0
+    attrs = [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)]
+    if dst != "default":
+        net = IPv4Network(dst)
+        msg["dst_len"] = net.prefixlen
+        attrs.insert(0, ("RTA_DST", str(net.network_address)))
+    msg["attrs"] = attrs
+    return msg
+
+
 def _change(add: int, remove: int, delete: bool) -> tuple[int, int]:
     """(message type, flags): replace the entry, or delete it."""
     return (remove, CHANGE) if delete else (add, REPLACE)
@@ -230,13 +245,6 @@ class Batch:
         msg["index"] = index
         self._add(f"delete {ifname}", msg, RTM_DELLINK, CHANGE)
 
-    def address_del(self, index: int, ifname: str, cidr: str) -> None:
-        addr, plen = cidr.split("/")
-        msg = ifaddrmsg()
-        msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, int(plen), index
-        msg["attrs"] = [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]
-        self._add(f"delete address {cidr} from {ifname}", msg, RTM_DELADDR, CHANGE)
-
     def veth(
         self,
         ifname: str,
@@ -296,23 +304,19 @@ class Batch:
         ]
         self._add(f"hairpin on {ifname}", msg, RTM_NEWLINK, CHANGE)
 
-    def address(self, index: int, ifname: str, cidr: str) -> None:
+    def address(self, index: int, ifname: str, cidr: str, delete: bool = False) -> None:
         addr, plen = cidr.split("/")
         msg = ifaddrmsg()
         msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, int(plen), index
         msg["attrs"] = [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]
-        self._add(f"add address {cidr} to {ifname}", msg, RTM_NEWADDR, CREATE)
+        if delete:
+            self._add(f"delete address {cidr} from {ifname}", msg, RTM_DELADDR, CHANGE)
+        else:
+            self._add(f"add address {cidr} to {ifname}", msg, RTM_NEWADDR, CREATE)
 
     def route(self, dst: str, gateway: str, oif: int, ifname: str, proto: int) -> None:
-        msg = rtmsg()
-        msg["family"], msg["table"], msg["proto"] = socket.AF_INET, RT_TABLE_MAIN, proto
-        msg["scope"], msg["type"] = RT_SCOPE_UNIVERSE, RTN_UNICAST
-        attrs = [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)]
-        if dst != "default":
-            net = IPv4Network(dst)
-            msg["dst_len"] = net.prefixlen
-            attrs.insert(0, ("RTA_DST", str(net.network_address)))
-        msg["attrs"] = attrs
+        """`ip route add DST via GW dev DEV` (DST may be `default`), refused if it exists."""
+        msg = _route_msg(dst, gateway, oif, proto, onlink=False)
         self._add(f"add route {dst} via {gateway} dev {ifname}", msg, RTM_NEWROUTE, CREATE)
 
     def fdb(self, index: int, mac: str, dst: str, delete: bool = False) -> None:
@@ -343,17 +347,7 @@ class Batch:
     ) -> None:
         """`ip route replace DST via GW dev DEV [onlink]`: flannel's per-lease route (host-gw,
         and vxlan's static mode with onlink)."""
-        net = IPv4Network(dst)
-        msg = rtmsg()
-        msg["family"], msg["table"], msg["proto"] = socket.AF_INET, RT_TABLE_MAIN, proto
-        msg["scope"], msg["type"] = RT_SCOPE_UNIVERSE, RTN_UNICAST
-        msg["flags"] = RTNH_F_ONLINK if onlink else 0
-        msg["dst_len"] = net.prefixlen
-        msg["attrs"] = [
-            ("RTA_DST", str(net.network_address)),
-            ("RTA_GATEWAY", gateway),
-            ("RTA_OIF", oif),
-        ]
+        msg = _route_msg(dst, gateway, oif, proto, onlink)
         what = f"route {dst} via {gateway}" + (" onlink" if onlink else "")
         self._add(what, msg, *_change(RTM_NEWROUTE, RTM_DELROUTE, delete))
 

@@ -280,7 +280,7 @@ class Agent:
         batch = netlink.Batch(None)
         for addr, prefixlen in have:
             if (addr, prefixlen) != want:
-                batch.address_del(self.ifindex, self.device, f"{addr}/{prefixlen}")
+                batch.address(self.ifindex, self.device, f"{addr}/{prefixlen}", delete=True)
         if want not in have:
             batch.address(self.ifindex, self.device, f"{lease.gateway}/{plen}")
         if self.cfg.mode == "miss":
