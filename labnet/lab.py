@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from . import etcd_server, model, netns, plan, preflight, processes, state, teardown
+from . import etcd_server, model, netlink, netns, plan, preflight, processes, state, teardown
 from .errors import InputError, LabFailure
 from .model import FLANNEL_PREFIX, Topology
 from .realize import Kernel, apply, apply_rules, create_namespace
@@ -449,12 +449,10 @@ def _remote_entries(kernel: Kernel, topo: Topology, node: model.Node) -> int:
     node's address."""
     ns = plan.netns_name(topo.name, node.name)
     if topo.flannel.vxlan:
-        idx = kernel.index(ns, topo.flannel.device)
-        entries = kernel.ipr(ns).fdb("dump", ifindex=idx)
-        return sum(1 for e in entries if e.get("NDA_DST") and e.get("ifindex") == idx)
+        entries = netlink.fdb_entries(ns, kernel.index(ns, topo.flannel.device))
+        return sum(1 for _, dst in entries if dst)
     others = {str(n.address) for n in topo.nodes if n is not node}
-    routes = kernel.ipr(ns).get_routes(family=2, table=254)
-    return sum(1 for r in routes if r.get("RTA_GATEWAY") in others and r["dst_len"])
+    return sum(1 for _, plen, via in netlink.routes(ns) if via in others and plen)
 
 
 def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:
@@ -642,15 +640,13 @@ def status(lab: str) -> Status:
 def addresses(st: state.LabState) -> dict[str, list[str]]:
     """netns -> ["eth0 10.46.181.145/24", ...] read from the kernel (lo left out)."""
     out: dict[str, list[str]] = {}
-    with Kernel() as kernel:
-        for ns in st.namespaces:
-            if not netns.exists(ns):
-                continue
-            ipr = kernel.ipr(ns)
-            names = {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
-            out[ns] = [
-                f"{names.get(a['index'])} {a.get('IFA_ADDRESS')}/{a['prefixlen']}"
-                for a in ipr.get_addr(family=2)
-                if names.get(a["index"]) != "lo"
-            ]
+    for ns in st.namespaces:
+        if not netns.exists(ns):
+            continue
+        names = netlink.links(ns)
+        out[ns] = [
+            f"{names.get(index)} {addr}/{plen}"
+            for index, addr, plen in netlink.all_addresses(ns)
+            if names.get(index) != "lo"
+        ]
     return out

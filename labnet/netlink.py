@@ -37,6 +37,7 @@ from pyroute2.netlink.rtnl import (
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
+    RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWNEIGH,
@@ -129,9 +130,7 @@ def addresses(ns: str | None, index: int) -> list[tuple[str, int]]:
     msg = ifaddrmsg()
     msg["family"] = socket.AF_INET
     return [
-        (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-        for a in query(ns, msg, RTM_GETADDR, dump=True)
-        if a["index"] == index
+        (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in _dump(ns, msg) if a["index"] == index
     ]
 
 
@@ -144,6 +143,48 @@ def neighbours(ns: str | None, index: int) -> list[tuple[str, str | None]]:
         for n in query(ns, msg, RTM_GETNEIGH, dump=True)
         if n["ifindex"] == index
     ]
+
+
+def links(ns: str | None) -> dict[int, str]:
+    """ifindex -> name of every link (`ip link`)."""
+    return {link["index"]: link.get_attr("IFLA_IFNAME") for link in _dump(ns, ifinfmsg())}
+
+
+def all_addresses(ns: str | None) -> list[tuple[int, str, int]]:
+    """(ifindex, address, prefix length) of every IPv4 address (`ip -4 addr`)."""
+    msg = ifaddrmsg()
+    msg["family"] = socket.AF_INET
+    return [(a["index"], a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in _dump(ns, msg)]
+
+
+def fdb_entries(ns: str | None, index: int) -> list[tuple[str, str | None]]:
+    """(lladdr, dst) of each FDB entry of one device (`bridge fdb show dev DEV`)."""
+    msg = ndmsg()
+    msg["family"] = AF_BRIDGE
+    return [
+        (n.get_attr("NDA_LLADDR"), n.get_attr("NDA_DST"))
+        for n in _dump(ns, msg)
+        if n["ifindex"] == index
+    ]
+
+
+def routes(ns: str | None) -> list[tuple[str | None, int, str | None]]:
+    """(dst, prefix length, gateway) of each main-table IPv4 route (`ip route`)."""
+    msg = rtmsg()
+    msg["family"] = socket.AF_INET
+    return [
+        (r.get_attr("RTA_DST"), r["dst_len"], r.get_attr("RTA_GATEWAY"))
+        for r in _dump(ns, msg)
+        if (r.get_attr("RTA_TABLE") or r["table"]) == RT_TABLE_MAIN
+    ]
+
+
+_GET = {ifinfmsg: RTM_GETLINK, ifaddrmsg: RTM_GETADDR, ndmsg: RTM_GETNEIGH, rtmsg: RTM_GETROUTE}
+
+
+def _dump(ns: str | None, msg) -> list:
+    """Every object of the message's kind (links, addresses, neighbours, routes)."""
+    return query(ns, msg, _GET[type(msg)], dump=True)
 
 
 def neighbour_requests() -> Iterator:

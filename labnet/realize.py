@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import subprocess
 
-from pyroute2 import IPRoute
-
 from . import netlink, netns
 from .errors import LabFailure
 from .plan import LO_INDEX, PROTO_BOOT, Namespace, Rules, Steps
@@ -18,43 +16,31 @@ OWNER_MARK = "labnet:"  # ifalias of each namespace's lo: which lab owns it
 
 
 class Kernel:
-    """Netlink sockets into a lab's namespaces, each opened from inside its namespace."""
+    """Interface indexes of a lab's links, as planned or looked up once (links never move
+    during a build), so that addresses and routes name their device without a lookup."""
 
     def __init__(self) -> None:
-        self._handles: dict[str, IPRoute] = {}
-        self._indexes: dict[tuple[str, str], int] = {}  # links never move during a build
-
-    def ipr(self, ns: str) -> IPRoute:
-        handle = self._handles.get(ns)
-        if handle is None:
-            with netns.entered(ns):
-                handle = self._handles[ns] = IPRoute()
-        return handle
+        self._indexes: dict[tuple[str, str], int] = {}
 
     def index(self, ns: str, ifname: str) -> int:
         cached = self._indexes.get((ns, ifname))
         if cached is not None:
             return cached
-        found = self.ipr(ns).link_lookup(ifname=ifname)
-        if not found:
+        found = netlink.get_link(ns, ifname=ifname)
+        if found is None:
             raise LookupError(f"{ifname} not found in {ns}")
-        self._indexes[(ns, ifname)] = found[0]
-        return found[0]
+        self._indexes[(ns, ifname)] = found["index"]
+        return found["index"]
 
     def learn(self, ns: str, ifname: str, index: int) -> None:
         """An index the plan asked for: addresses and routes use it without a lookup."""
         self._indexes[(ns, ifname)] = index
 
-    def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles.clear()
-
     def __enter__(self) -> Kernel:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._indexes.clear()
 
 
 def create_namespace(ns: Namespace, lab: str) -> None:
