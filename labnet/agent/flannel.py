@@ -41,7 +41,8 @@ LEASE_TTL = 24 * 3600  # flannel's subnet lease
 RENEW_MARGIN = 3600  # renewed 1 h before expiry
 RETRY = 0.5  # seconds between tries to reach etcd again
 CONFIG_POLL_MAX = 0.3  # seconds between asks for the network config, at most
-RESYNC = 5.0  # seconds between comparisons of etcd's leases with the programmed entries
+RESYNC = 30.0  # seconds between comparisons of etcd's leases with the programmed entries; at
+# 5 s, fifty agents listing fifty leases kept a fifth of a core busy in an idle lab
 VXLAN_OVERHEAD = 50
 
 
@@ -237,10 +238,13 @@ class Agent:
                 log("lease-ignored", key=key, reason="unparsable")
         return leases, revision
 
-    def acquire_lease(self, config: dict) -> Lease:
+    def acquire_lease(self, config: dict) -> tuple[Lease, dict[str, Lease], int]:
+        """Our lease, and the listing it was chosen from with that listing's revision: the
+        other leases are programmed from it and watched from the revision after (a lease
+        written between the listing and ours arrives as a watch event)."""
         self.network = IPv4Network(config["Network"])
         while True:
-            leases, _ = self.read_leases()
+            leases, revision = self.read_leases()
             mine = [(k, v) for k, v in leases.items() if v.public_ip == self.cfg.public_ip]
             if self.cfg.subnet:
                 subnet = IPv4Network(self.cfg.subnet)
@@ -265,7 +269,7 @@ class Agent:
                     value=lease.to_json(),
                     ttl=self.cfg.lease_ttl,
                 )
-                return lease
+                return lease, leases, revision
             log("lease-conflict", subnet=subnet, action="retry")
 
     def _write_lease(self, lease: Lease, exists: bool) -> bool:
@@ -551,14 +555,15 @@ class Agent:
         )
         config = self.wait_config()
         self.prepare_backend(config)
-        self.lease = self.acquire_lease(config)
+        self.lease, leases, revision = self.acquire_lease(config)
         if self.backend == "vxlan":
             self.configure_device(self.lease)
         if self.cfg.ipmasq:
             self.setup_ipmasq(self.lease)
-        leases, revision = self.read_leases()
-        self.leases_added(leases)
+        # flanneld's order: subnet.env as soon as the lease is held (docker waits for it),
+        # then the other nodes' leases
         self.write_subnet_env(self.lease)
+        self.leases_added(leases)
         threading.Thread(target=self.watch, args=(revision,), daemon=True).start()
         threading.Thread(target=self.resync, daemon=True).start()
         threading.Thread(target=self.renew, daemon=True).start()
