@@ -23,6 +23,10 @@ from .model import ETCD_CLIENT_PORT
 CLIENT_PORT = ETCD_CLIENT_PORT
 READY_PROBE = 0.05  # seconds: etcd on the same machine answers in about 1 ms
 PEER_URL = "http://127.0.0.1:2380"  # single member: its peer URL stays on the namespace's lo
+# Go runtime settings for a lab's etcd: collect garbage less often (heap target 4x the live
+# heap, a few MB more) and run on one thread. Measured on the reference lab: etcd's CPU
+# during `up` went from 0.44-0.54 s to 0.35-0.38 s, on a 2-core machine it shares.
+GO_ENV = {"GOGC": "400", "GOMAXPROCS": "1"}
 
 
 def binary(configured: str | None) -> str:

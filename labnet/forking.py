@@ -7,7 +7,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from . import netns
 
@@ -19,7 +18,7 @@ def set_comm(comm: str) -> None:
     netns._libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
 
 
-def daemonize(log: str | Path, ns: str, comm: str, keep_fd: int | None = None) -> None:
+def daemonize(log: str | os.PathLike, ns: str, comm: str, keep_fd: int | None = None) -> None:
     """In a fresh fork: its own session, stdin from /dev/null, stdout and stderr to `log`, no
     inherited descriptor but `keep_fd` (if any), inside namespace `ns`, named `comm`."""
     os.setsid()

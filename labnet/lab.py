@@ -128,15 +128,16 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
                 start_flannel()
         finally:
             gateway.close()
+        loading = _rules_ahead(topo, lab_plan, progress)
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
         built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
-        pod_ips = {pod: ip for b in built for pod, ip in b.pods.items()}
-        st.addresses = {**_host_addresses(topo), **pod_ips}
-        progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
-        apply_rules(
-            [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
-        )
+        st.addresses = {**_host_addresses(topo), **_pod_ips(built)}
+        if loading is None:
+            progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
+            apply_rules(_rules(topo, built))
+        else:
+            loading.finish()
         progress("waiting for FDB entries and listeners")
         st.processes.extend(launching.finish())
         state.save(st)
@@ -144,6 +145,29 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         _wait_listening(topo, workloads, st)
     st.status = "up"
     state.save(st)
+
+
+def _pod_ips(built: list[plan.NodePods]) -> dict[str, str]:
+    return {pod: ip for b in built for pod, ip in b.pods.items()}
+
+
+def _rules(topo: Topology, built: list[plan.NodePods]) -> list[plan.Rules]:
+    """docker's rules of every node, then kube-proxy's (which name the pods' addresses)."""
+    docker = [r for b in built for r in b.steps.rules]
+    return docker + plan.kube_proxy_rules(topo, _pod_ips(built))
+
+
+def _rules_ahead(topo: Topology, lab_plan: plan.LabPlan, progress: Progress) -> _Background | None:
+    """With every subnet pinned, docker's and kube-proxy's rules are known before the leases:
+    they load while the agents lease (each node's docker0 is checked against subnet.env
+    after). Not with flannel's --ip-masq, whose rules come first in POSTROUTING."""
+    ahead = [lab_plan.nodes[n.name] for n in topo.nodes]
+    if topo.flannel.ipmasq or not all(ahead):
+        return None
+    progress("iptables: docker" + (" and kube-proxy" if topo.services else "") + ", meanwhile")
+    loading = _Background(lambda: apply_rules(_rules(topo, ahead)) or [])
+    loading.start()
+    return loading
 
 
 def _write_flannel_config(
@@ -291,9 +315,8 @@ def _start_etcd(topo: Topology, st: state.LabState, only: str | None = None) -> 
         data = lab_dir / ("etcd" if name == "etcd" else f"{name}.data")
         cluster = members if len(members) > 1 else None
         argv = etcd_server.argv(exe, name if cluster else topo.name, address, data, cluster)
-        rec = processes.spawn(
-            name, "etcd", plan.netns_name(topo.name, name), argv, lab_dir / f"{name}.log"
-        )
+        ns, log = plan.netns_name(topo.name, name), lab_dir / f"{name}.log"
+        rec = processes.spawn(name, "etcd", ns, argv, log, env=os.environ | etcd_server.GO_ENV)
         st.processes.append(rec)
         started.append(rec)
     st.etcd = f"http://{topo.etcd.address}:{etcd_server.CLIENT_PORT}"

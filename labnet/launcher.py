@@ -24,7 +24,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 
 from . import forking, netns, workload
@@ -42,6 +41,8 @@ def _run(request: dict) -> int:
     if command and not listeners:
         os.execvp(command[0], command)
     if command:  # a command beside the server: it runs as a child of the server
+        import subprocess  # here: the launcher's own start is on every lab's path
+
         subprocess.Popen(command, stdin=subprocess.DEVNULL)
     return workload.serve(request["hostname"], listeners) if listeners else 0
 

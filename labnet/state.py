@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, LabFailure
@@ -69,9 +69,15 @@ def save(state: LabState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
-        json.dump(asdict(state), f, indent=1)
+        f.write(json.dumps(_as_dict(state)))  # C encoder: json.dump with indent is pure Python
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def _as_dict(state: LabState) -> dict:
+    """Like dataclasses.asdict, without its deep copy of every list and dict (a save is made
+    several times an up; at 50 nodes asdict alone cost 20 ms a save)."""
+    return vars(state) | {"processes": [vars(p) for p in state.processes]}
 
 
 def load(lab: str) -> LabState | None:
