@@ -128,16 +128,12 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
                 start_flannel()
         finally:
             gateway.close()
-        loading = _rules_ahead(topo, lab_plan, progress)
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
         built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
         st.addresses = {**_host_addresses(topo), **_pod_ips(built)}
-        if loading is None:
-            progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
-            apply_rules(_rules(topo, built))
-        else:
-            loading.finish()
+        progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
+        apply_rules(_rules(topo, built))
         progress("waiting for FDB entries and listeners")
         st.processes.extend(launching.finish())
         state.save(st)
@@ -155,19 +151,6 @@ def _rules(topo: Topology, built: list[plan.NodePods]) -> list[plan.Rules]:
     """docker's rules of every node, then kube-proxy's (which name the pods' addresses)."""
     docker = [r for b in built for r in b.steps.rules]
     return docker + plan.kube_proxy_rules(topo, _pod_ips(built))
-
-
-def _rules_ahead(topo: Topology, lab_plan: plan.LabPlan, progress: Progress) -> _Background | None:
-    """With every subnet pinned, docker's and kube-proxy's rules are known before the leases:
-    they load while the agents lease (each node's docker0 is checked against subnet.env
-    after). Not with flannel's --ip-masq, whose rules come first in POSTROUTING."""
-    ahead = [lab_plan.nodes[n.name] for n in topo.nodes]
-    if topo.flannel.ipmasq or not all(ahead):
-        return None
-    progress("iptables: docker" + (" and kube-proxy" if topo.services else "") + ", meanwhile")
-    loading = _Background(lambda: apply_rules(_rules(topo, ahead)) or [])
-    loading.start()
-    return loading
 
 
 def _write_flannel_config(
