@@ -5,6 +5,7 @@ Pure data. Every rejection names the file, line and field, before anything touch
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import state
 from .errors import InputError, TopologyError
 
 FLANNEL_PREFIX = "/coreos.com/network"
@@ -22,6 +24,7 @@ VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
 FIRST_NODE_HOST = 145  # article's minion is 10.46.181.146; nodes count from .145
 ETCD_HOST = 10
 ETCD_CLIENT_PORT = 2379
+SCHEMA_CACHE_VERSION = 1  # bump when the format checker below changes what passes
 
 
 @dataclass(frozen=True)
@@ -288,9 +291,12 @@ def read_yaml(path: str | Path) -> tuple[Any, _Locator]:
 # ---------------------------------------------------------------- schema
 
 
+def _schema_text() -> str:
+    return resources.files("labnet").joinpath("schema/topology.schema.json").read_text()
+
+
 def schema() -> dict:
-    text = resources.files("labnet").joinpath("schema/topology.schema.json").read_text()
-    return json.loads(text)
+    return json.loads(_schema_text())
 
 
 def _format_checker():
@@ -308,13 +314,20 @@ def _format_checker():
 
 
 def _check_schema(data: Any, loc: _Locator) -> None:
+    """Validate against the schema, unless this very data passed this very schema before:
+    importing jsonschema alone takes half a second, on every `inv` command."""
+    text = _schema_text()
+    digest = hashlib.sha256(f"{SCHEMA_CACHE_VERSION}\n{text}\n{data!r}".encode()).hexdigest()
+    if state.schema_checked(digest):
+        return
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema(), format_checker=_format_checker())
+    validator = jsonschema.Draft202012Validator(json.loads(text), format_checker=_format_checker())
     errors = sorted(
         validator.iter_errors(data), key=lambda e: loc.line(tuple(e.absolute_path)) or 0
     )
     if not errors:
+        state.remember_schema_checked(digest)
         return
     err = errors[0]
     path = tuple(err.absolute_path)

@@ -51,6 +51,26 @@ class LabState:
         return cls(processes=procs, **data)
 
 
+SCHEMA_CHECKED = ".schema-checked"  # a file (not a lab's directory): topologies that passed
+
+
+def schema_checked(digest: str) -> bool:
+    """Did a topology with this digest (its data and the schema) pass the schema before?"""
+    try:
+        return digest in (STATE_ROOT / SCHEMA_CHECKED).read_text().split()
+    except OSError:
+        return False
+
+
+def remember_schema_checked(digest: str) -> None:
+    """Root's runs remember (/run/labnet is root's and empties at boot); others validate
+    every time."""
+    with contextlib.suppress(OSError):
+        STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
+        with open(STATE_ROOT / SCHEMA_CHECKED, "a") as f:
+            f.write(digest + "\n")
+
+
 def lab_dir(lab: str) -> Path:
     return STATE_ROOT / lab
 

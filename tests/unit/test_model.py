@@ -247,3 +247,35 @@ def test_schema_is_valid_json_schema():
     import jsonschema
 
     jsonschema.Draft202012Validator.check_schema(model.schema())
+
+
+class _NoValidator:
+    def __init__(self, *args, **kwargs) -> None:
+        raise AssertionError("jsonschema ran")
+
+
+def test_a_topology_that_passed_the_schema_is_not_validated_again(tmp_path, monkeypatch):
+    import jsonschema
+
+    from labnet import state
+
+    monkeypatch.setattr(state, "STATE_ROOT", tmp_path / "run")
+    path = write(tmp_path, "name: tiny\nnodes: [{name: a}, {name: b}]\n")
+    model.load(path)
+    assert len((tmp_path / "run" / state.SCHEMA_CHECKED).read_text().split()) == 1
+    monkeypatch.setattr(jsonschema, "Draft202012Validator", _NoValidator)
+    assert model.load(path).name == "tiny"  # remembered: jsonschema not even imported
+    path.write_text("name: tiny\nnodes: [{name: a}, {name: c}]\n")
+    with pytest.raises(AssertionError, match="jsonschema ran"):
+        model.load(path)  # changed: validated again
+
+
+def test_a_topology_that_failed_the_schema_is_not_remembered(tmp_path, monkeypatch):
+    from labnet import state
+
+    monkeypatch.setattr(state, "STATE_ROOT", tmp_path / "run")
+    path = write(tmp_path, "name: tiny\nnodes: [{name: a, colour: red}]\n")
+    for _ in range(2):
+        with pytest.raises(TopologyError, match="colour"):
+            model.load(path)
+    assert not (tmp_path / "run" / state.SCHEMA_CHECKED).exists()
