@@ -84,7 +84,7 @@ def teardown(st: state.LabState) -> DownReport:
     _remove_namespaces(st, report)
     shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
     try:
-        state.STATE_ROOT.rmdir()  # only when no other lab is left
+        state.STATE_ROOT.rmdir()  # only when no lab (and no schema digest) is left
     except OSError:
         pass
     return report
