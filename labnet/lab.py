@@ -273,6 +273,19 @@ def _wait_listening(topo: Topology, daemons: list[plan.Daemon], st: state.LabSta
 def _create_namespaces(
     topo: Topology, namespaces: list[plan.Namespace], st: state.LabState
 ) -> None:
+    """In two threads: the kernel spends about 5 ms of CPU setting a namespace up, and two
+    set-ups run side by side (552 namespaces on 2 cores: 4.7 s in one thread, 3.0 s in two;
+    more threads were slower)."""
+    other = _Background(lambda: _create_each(topo, namespaces[1::2], st) or [])
+    other.start()
+    try:
+        _create_each(topo, namespaces[0::2], st)
+    finally:
+        other.join()
+    other.finish()  # its error, when this thread had none
+
+
+def _create_each(topo: Topology, namespaces: list[plan.Namespace], st: state.LabState) -> None:
     for ns in namespaces:
         try:
             create_namespace(ns, topo.name)
