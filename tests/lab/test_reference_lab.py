@@ -146,6 +146,8 @@ def test_cli_exec_logs_status(reference_lab):
     assert status.returncode == 0, status.stderr
     assert "/coreos.com/network/subnets/172.16.57.0-24" in status.stdout
     assert "running" in status.stdout and "DEAD" not in status.stdout
+    # addresses read from the kernel, per namespace
+    assert "172.16.99.8/24" in status.stdout and "10.46.181.146/24" in status.stdout
     keys = run_inv(
         "exec",
         "etcd",
