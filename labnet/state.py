@@ -52,6 +52,7 @@ class LabState:
 
 
 SCHEMA_CHECKED = ".schema-checked"  # a file (not a lab's directory): topologies that passed
+SCHEMA_CHECKED_MAX = 1000  # digests kept: a cache, the oldest are forgotten
 
 
 def schema_checked(digest: str) -> bool:
@@ -65,10 +66,13 @@ def schema_checked(digest: str) -> bool:
 def remember_schema_checked(digest: str) -> None:
     """Root's runs remember (/run/labnet is root's and empties at boot); others validate
     every time."""
+    path = STATE_ROOT / SCHEMA_CHECKED
     with contextlib.suppress(OSError):
         STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
-        with open(STATE_ROOT / SCHEMA_CHECKED, "a") as f:
-            f.write(digest + "\n")
+        known = path.read_text().split() if path.exists() else []
+        tmp = path.with_name(f"{SCHEMA_CHECKED}.{os.getpid()}.tmp")
+        tmp.write_text("\n".join((known + [digest])[-SCHEMA_CHECKED_MAX:]) + "\n")
+        os.replace(tmp, path)
 
 
 def lab_dir(lab: str) -> Path:

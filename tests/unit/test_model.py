@@ -279,3 +279,15 @@ def test_a_topology_that_failed_the_schema_is_not_remembered(tmp_path, monkeypat
         with pytest.raises(TopologyError, match="colour"):
             model.load(path)
     assert not (tmp_path / "run" / state.SCHEMA_CHECKED).exists()
+
+
+def test_the_schema_cache_keeps_only_the_newest_digests(tmp_path, monkeypatch):
+    from labnet import state
+
+    monkeypatch.setattr(state, "STATE_ROOT", tmp_path / "run")
+    monkeypatch.setattr(state, "SCHEMA_CHECKED_MAX", 3)
+    for digest in "abcde":
+        state.remember_schema_checked(digest)
+    assert (tmp_path / "run" / state.SCHEMA_CHECKED).read_text().split() == ["c", "d", "e"]
+    assert state.schema_checked("e") and not state.schema_checked("a")
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [state.SCHEMA_CHECKED]
