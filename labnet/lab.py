@@ -131,9 +131,12 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
         built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
-        st.addresses = {**_host_addresses(topo), **_pod_ips(built)}
+        pod_ips = {pod: ip for b in built for pod, ip in b.pods.items()}
+        st.addresses = {**_host_addresses(topo), **pod_ips}
         progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
-        apply_rules(_rules(topo, built))
+        apply_rules(
+            [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
+        )
         progress("waiting for FDB entries and listeners")
         st.processes.extend(launching.finish())
         state.save(st)
@@ -141,16 +144,6 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         _wait_listening(topo, workloads, st)
     st.status = "up"
     state.save(st)
-
-
-def _pod_ips(built: list[plan.NodePods]) -> dict[str, str]:
-    return {pod: ip for b in built for pod, ip in b.pods.items()}
-
-
-def _rules(topo: Topology, built: list[plan.NodePods]) -> list[plan.Rules]:
-    """docker's rules of every node, then kube-proxy's (which name the pods' addresses)."""
-    docker = [r for b in built for r in b.steps.rules]
-    return docker + plan.kube_proxy_rules(topo, _pod_ips(built))
 
 
 def _write_flannel_config(

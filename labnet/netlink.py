@@ -131,11 +131,7 @@ def link_alias(ns: str, index: int) -> str | None:
 
 def addresses(ns: str | None, index: int) -> list[tuple[str, int]]:
     """(address, prefix length) of each IPv4 address on one link."""
-    msg = ifaddrmsg()
-    msg["family"] = socket.AF_INET
-    return [
-        (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in _dump(ns, msg) if a["index"] == index
-    ]
+    return [(addr, plen) for i, addr, plen in all_addresses(ns) if i == index]
 
 
 def neighbours(ns: str | None, index: int) -> list[tuple[str, str | None]]:
@@ -144,7 +140,7 @@ def neighbours(ns: str | None, index: int) -> list[tuple[str, str | None]]:
     msg["family"] = socket.AF_INET
     return [
         (n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR"))
-        for n in query(ns, msg, RTM_GETNEIGH, dump=True)
+        for n in _dump(ns, msg)
         if n["ifindex"] == index
     ]
 
