@@ -1,5 +1,8 @@
 """labnet: network-namespace labs of real kernel objects (see README.md)."""
 
-from . import lazy_pyroute2
+import sys
 
-lazy_pyroute2.install()  # before any labnet module imports pyroute2
+if not sys.flags.no_site:  # the launcher runs stdlib-only (python -S): no pyroute2 to find
+    from . import lazy_pyroute2
+
+    lazy_pyroute2.install()  # before any labnet module imports pyroute2

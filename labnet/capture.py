@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .realize import in_netns
+from . import netns
 
 # etcd's own chatter on the underlay is not part of any flow under test
 FILTER = "ip and not tcp port 2379 and not tcp port 2380"
@@ -50,7 +50,7 @@ def start(places: list[tuple[str, str]], run_dir: Path, timeout: float = 10.0) -
             str(pcap),
             FILTER,
         ]
-        proc = subprocess.Popen(in_netns(ns, argv), stdout=subprocess.DEVNULL, stderr=err)
+        proc = netns.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=err)
         err.close()
         caps.append(Capture(ns, ifname, pcap, proc))
     deadline = time.monotonic() + timeout

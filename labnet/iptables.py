@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 
+from . import netns as namespaces
 from .errors import LabFailure
-from .realize import in_netns
 
 
 def _output(netns: str, argv: list[str]) -> str:
-    proc = subprocess.run(in_netns(netns, argv), capture_output=True, text=True, timeout=30)
+    proc = namespaces.run(netns, argv, timeout=30, text=True)
     if proc.returncode != 0:
         raise LabFailure(f"{' '.join(argv)} in {netns}: {proc.stderr.strip()}")
     return proc.stdout

@@ -75,6 +75,31 @@ def entered(name: str) -> Iterator[None]:
         os.close(home)
 
 
+def popen(name: str, argv: list[str], **kwargs):
+    """A program started directly inside namespace `name` (a subprocess.Popen): the child
+    is forked from this thread while it is inside, so it needs no `nsenter` or
+    `ip netns exec` in front (each an exec of its own: 8-12 ms of CPU here). It keeps the
+    host's mounts, as `nsenter --net` does."""
+    import subprocess  # here: the launcher imports this module and must start fast
+
+    with entered(name):
+        return subprocess.Popen(argv, **kwargs)
+
+
+def run(name: str, argv: list[str], timeout: float, **kwargs):
+    """popen() to the end: a subprocess.CompletedProcess with the output captured."""
+    import subprocess
+
+    proc = popen(name, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def create(name: str) -> None:
     """Create a named namespace (fails if it exists) and leave this thread where it was."""
     _prepare_run_dir()

@@ -47,22 +47,14 @@ def alive(rec: ProcessRecord) -> bool:
 
 
 def spawn(
-    name: str,
-    kind: str,
-    ns: str,
-    argv: list[str],
-    log: Path,
-    env: dict[str, str] | None = None,
-    net_only: bool = False,
+    name: str, kind: str, ns: str, argv: list[str], log: Path, env: dict[str, str] | None = None
 ) -> ProcessRecord:
-    """Start an external program inside namespace `ns` (ip netns exec execs it: same PID).
-    `net_only` enters only the network namespace (nsenter), keeping the host's mounts."""
-    enter = (
-        ["nsenter", f"--net={netns.path(ns)}", "--"] if net_only else ["ip", "netns", "exec", ns]
-    )
+    """Start an external program inside namespace `ns`: only its network namespace, with the
+    host's mounts (as `nsenter --net`, without that extra exec)."""
     with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [*enter, *argv],
+        proc = netns.popen(
+            ns,
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -100,7 +92,7 @@ def start_launcher(ns: str, sock: Path, log: Path) -> ProcessRecord:
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root}
     argv = [sys.executable, "-S", "-m", "labnet.launcher", str(sock)]  # -S: stdlib only, fast
-    return spawn("launcher", "launcher", ns, argv, log, env=env, net_only=True)
+    return spawn("launcher", "launcher", ns, argv, log, env=env)
 
 
 class Launcher:

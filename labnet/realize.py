@@ -105,16 +105,11 @@ def _send(batches: dict[str, netlink.Batch]) -> None:
         batch.send()
 
 
-def in_netns(netns_name: str, argv: list[str]) -> list[str]:
-    """argv run inside a namespace; nsenter only switches the network namespace, where
-    `ip netns exec` also makes a mount namespace (not needed for iptables)."""
-    return ["nsenter", f"--net={netns.path(netns_name)}", "--", *argv]
-
-
 def restore(netns_name: str, text: str) -> subprocess.Popen:
     """iptables-restore --noflush inside a namespace, as kube-proxy and docker load rules."""
-    proc = subprocess.Popen(
-        in_netns(netns_name, ["iptables-restore", "--noflush", "--wait"]),
+    proc = netns.popen(
+        netns_name,
+        ["iptables-restore", "--noflush", "--wait"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
