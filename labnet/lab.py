@@ -303,7 +303,9 @@ def _start_etcd(topo: Topology, st: state.LabState, only: str | None = None) -> 
             continue
         data = lab_dir / ("etcd" if name == "etcd" else f"{name}.data")
         cluster = members if len(members) > 1 else None
-        argv = etcd_server.argv(exe, name if cluster else topo.name, address, data, cluster)
+        argv = etcd_server.argv(
+            exe, name if cluster else topo.name, address, data, cluster, not topo.etcd.binary
+        )
         ns, log = plan.netns_name(topo.name, name), lab_dir / f"{name}.log"
         rec = processes.spawn(name, "etcd", ns, argv, log, env=os.environ | etcd_server.GO_ENV)
         st.processes.append(rec)
