@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import sys
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -16,8 +18,19 @@ from .lab import Status, places
 from .model import Topology
 from .plan import LabPlan
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+PIPED_WIDTH = 200  # columns for output that is not a terminal (CI logs, files)
+
+
+def _width(stream) -> int | None:
+    """A terminal's own width; piped output keeps whole tables instead of rich's default 80
+    columns, which cut the bench table's cells to `1.…`. COLUMNS still wins."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return PIPED_WIDTH
+
+
+console = Console(highlight=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 
 def error(message: str, hint: str | None) -> None:
