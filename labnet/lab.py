@@ -16,7 +16,7 @@ from pathlib import Path
 from . import etcd_server, model, netlink, netns, plan, preflight, processes, state, teardown
 from .errors import InputError, LabFailure
 from .model import FLANNEL_PREFIX, Topology
-from .realize import Kernel, apply, apply_rules, create_namespace
+from .realize import Kernel, RuleLoad, apply, create_namespace
 
 Progress = Callable[[str], None]
 WAIT_AGENTS = 20.0  # seconds; a slow machine under load still leases in well under this
@@ -134,13 +134,16 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         pod_ips = {pod: ip for b in built for pod, ip in b.pods.items()}
         st.addresses = {**_host_addresses(topo), **pod_ips}
         progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
-        apply_rules(
+        loading = RuleLoad(
             [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
         )
-        progress("waiting for FDB entries and listeners")
-        st.processes.extend(launching.finish())
-        state.save(st)
-        _wait_fdb(kernel, topo, st)
+        try:  # the iptables-restores run on the other core while the FDB is read back
+            progress("waiting for FDB entries and listeners")
+            st.processes.extend(launching.finish())
+            state.save(st)
+            _wait_fdb(kernel, topo, st)
+        finally:
+            loading.wait()  # a failure above still leaves no iptables-restore behind
         _wait_listening(topo, workloads, st)
     st.status = "up"
     state.save(st)

@@ -120,15 +120,22 @@ def restore(netns_name: str, text: str) -> subprocess.Popen:
     return proc
 
 
-def apply_rules(rules: list[Rules]) -> None:
-    """Load rule sets: one iptables-restore per namespace, all namespaces at once; the sets
-    of one namespace go in the order given (each is its own table section)."""
-    texts: dict[str, list[Rules]] = {}
-    for r in rules:
-        texts.setdefault(r.netns, []).append(r)
-    running = [(rs, restore(ns, "".join(r.text for r in rs))) for ns, rs in texts.items()]
-    for rs, proc in running:
-        out = proc.stdout.read()
-        if proc.wait() != 0:
-            owners = " and ".join(r.owner for r in rs)
-            raise LabFailure(f"{owners} rules in {rs[0].netns} were refused: {out.strip()[:300]}")
+class RuleLoad:
+    """Rule sets being loaded: one iptables-restore per namespace, all namespaces at once;
+    the sets of one namespace go in the order given (each is its own table section)."""
+
+    def __init__(self, rules: list[Rules]) -> None:
+        texts: dict[str, list[Rules]] = {}
+        for r in rules:
+            texts.setdefault(r.netns, []).append(r)
+        self.running = [(rs, restore(ns, "".join(r.text for r in rs))) for ns, rs in texts.items()]
+
+    def wait(self) -> None:
+        """Until every set is in; the first refusal is raised."""
+        for rs, proc in self.running:
+            out = proc.stdout.read()
+            if proc.wait() != 0:
+                owners = " and ".join(r.owner for r in rs)
+                raise LabFailure(
+                    f"{owners} rules in {rs[0].netns} were refused: {out.strip()[:300]}"
+                )
