@@ -16,6 +16,10 @@ import os
 import threading
 from collections.abc import Iterator
 
+TYPE_CHECKING = False  # not typing's: the launcher imports this module and must start fast
+if TYPE_CHECKING:
+    import subprocess
+
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_REC, MS_BIND, MS_SHARED = 0x4000, 0x1000, 1 << 20
@@ -75,18 +79,18 @@ def entered(name: str) -> Iterator[None]:
         os.close(home)
 
 
-def popen(name: str, argv: list[str], **kwargs):
+def popen(name: str, argv: list[str], **kwargs) -> subprocess.Popen:
     """A program started directly inside namespace `name` (a subprocess.Popen): the child
     is forked from this thread while it is inside, so it needs no `nsenter` or
     `ip netns exec` in front (each an exec of its own: 8-12 ms of CPU here). It keeps the
     host's mounts, as `nsenter --net` does."""
-    import subprocess  # here: the launcher imports this module and must start fast
+    import subprocess
 
     with entered(name):
         return subprocess.Popen(argv, **kwargs)
 
 
-def run(name: str, argv: list[str], timeout: float, **kwargs):
+def run(name: str, argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
     """popen() to the end: a subprocess.CompletedProcess with the output captured."""
     import subprocess
 
