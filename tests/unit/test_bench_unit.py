@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from labnet import baseline, benchmark, benchplot, model, plan, state
+from labnet import baseline, benchmark, benchplot, model, plan, render, state
 from labnet.errors import InputError
 from tests.conftest import REFERENCE
 
@@ -90,3 +90,26 @@ def test_mininet_runs_contained_without_host_wide_changes():
     runner = argv[argv.index("-c") + 1]
     assert "fixLimits = lambda: None" in runner and "cleanup = " in runner
     assert argv[-2:] == ["--topo", "single,100"]
+
+
+def test_table_shows_labnets_up_with_its_fastest_and_slowest_run():
+    case = {
+        "label": "reference",
+        "nodes": 2,
+        "pods": 8,
+        "labnet": [{"up": 1.19, "down": 0.1}, {"up": 0.76, "down": 0.1}, {"up": 1.04, "down": 0.2}],
+        "labnet_up": 1.04,
+        "labnet_down": 0.1,
+        "ip_batch_up_down": 0.64,
+        "vs_ip_batch": 1.8,
+        "mininet_up_down": None,
+        "vs_mininet": None,
+        "leases": 2,
+        "pss_mb": 82.0,
+        "pings": {"sent": 100, "answered": 100},
+    }
+    machine = {"cpus": 2, "kernel": "6.x", "python": "3.11"}
+    one_run = case | {"label": "once", "labnet": [{"up": 1.04, "down": 0.1}]}
+    table = render.bench_table({"runs": 3, "machine": machine, "cases": [case, one_run]})
+    up = [str(cell) for cell in table.columns[3].cells]
+    assert up == ["1.04 (0.76-1.19)", "1.04"]
