@@ -107,13 +107,15 @@ def marked_namespaces(lab: str | None = None) -> dict[str, list[str]]:
 def down(lab: str) -> DownReport:
     """Undo a lab from its state file; without a readable one, from the marks on its
     namespaces (each namespace is recorded before it is made: a readable file names all)."""
-    if not state.lab_dir(lab).exists() and not marked_namespaces(lab):
+    has_dir = state.lab_dir(lab).exists()
+    marked = {} if has_dir else marked_namespaces(lab)
+    if not has_dir and not marked:
         raise InputError(f"no lab named {lab!r} is up", hint_labs())
     with state.locked(lab):
         st = _readable_state(lab)
-        if st is None:
+        if st is None:  # the marks, read once: above when there was no lab directory
             st = state.LabState(lab, topology="")
-            st.namespaces = marked_namespaces(lab).get(lab, [])
+            st.namespaces = (marked or marked_namespaces(lab)).get(lab, [])
         return teardown(st)
 
 
