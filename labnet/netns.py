@@ -14,7 +14,7 @@ import ctypes
 import errno
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 TYPE_CHECKING = False  # not typing's: the launcher imports this module and must start fast
 if TYPE_CHECKING:
@@ -99,22 +99,29 @@ def run(name: str, argv: list[str], timeout: float, **kwargs) -> subprocess.Comp
         return subprocess.run(argv, capture_output=True, timeout=timeout, **kwargs)
 
 
-def create(name: str) -> None:
-    """Create a named namespace (fails if it exists) and leave this thread where it was."""
+def create(name: str, inside: Callable[[], None] | None = None) -> None:
+    """Create a named namespace (fails if it exists) and leave this thread where it was.
+    `inside()` runs in between, with the thread in the new namespace: no setns() of its own.
+    If it fails, the namespace stays (its name is already recorded) and the error is raised."""
     _prepare_run_dir()
     p = path(name)
     os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    mounted = False
     try:
         try:
             _check(_libc.unshare(CLONE_NEWNET), "unshare", name)
             me = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
             _check(_libc.mount(me, p.encode(), b"none", MS_BIND, None), "mount", name)
+            mounted = True
+            if inside is not None:
+                inside()
         finally:
             _setns(home)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(p)
+        if not mounted:
+            with contextlib.suppress(OSError):
+                os.unlink(p)
         raise
     finally:
         os.close(home)
@@ -136,6 +143,26 @@ def write_sysctl(key: str, value: str | int) -> None:
     """Write a sysctl of the current thread's namespace (key like net/ipv4/ip_forward)."""
     with open(f"/proc/sys/{key}", "w") as f:
         f.write(str(value))
+
+
+def write_net_sysctls(items: list[tuple[str, str]]) -> None:
+    """Write sysctls under net/ of the current thread's namespace, (key, value) pairs.
+
+    /proc/sys/net is looked up once for them all: with hundreds of namespaces each lookup
+    of it cost about 0.1 ms here (two writes in 0.46 ms by path, 0.33 ms from one dirfd).
+    """
+    net = os.open("/proc/sys/net", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for key, value in items:
+            if not key.startswith("net/"):
+                raise ValueError(f"not a net/ sysctl: {key}")
+            fd = os.open(key.removeprefix("net/"), os.O_WRONLY, dir_fd=net)
+            try:
+                os.write(fd, str(value).encode())
+            finally:
+                os.close(fd)
+    finally:
+        os.close(net)
 
 
 def read_sysctl(key: str) -> str:

@@ -32,10 +32,20 @@ PROTO_BOOT = 3  # what `ip route add` uses; `ip route` then prints no "proto" wo
 
 
 @dataclass(frozen=True)
+class Sysctl:
+    netns: str
+    key: str  # slash form, e.g. net/ipv4/ip_forward
+    value: str
+
+
+@dataclass(frozen=True)
 class Namespace:
     name: str
     role: str  # underlay | etcd | node | pod
     owner: str  # the topology name it stands for
+    # written as the namespace is made, before it has links: a new link takes its IPv6
+    # settings from `default` at creation
+    sysctls: tuple[Sysctl, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,6 @@ class Route:
     dst: str
     gateway: str
     ifname: str
-
-
-@dataclass(frozen=True)
-class Sysctl:
-    netns: str
-    key: str  # slash form, e.g. net/ipv4/ip_forward
-    value: str
 
 
 @dataclass(frozen=True)
@@ -188,27 +191,24 @@ def pod_veth_name(lab: str, pod: str) -> str:
 
 def _namespaces(topo: Topology) -> list[Namespace]:
     lab = topo.name
-    out = [
-        Namespace(netns_name(lab, "underlay"), "underlay", "underlay"),
-        *(Namespace(netns_name(lab, m), "etcd", m) for m in topo.etcd.member_names),
-    ]
-    out += [Namespace(netns_name(lab, n.name), "node", n.name) for n in topo.nodes]
-    out += [Namespace(netns_name(lab, p.name), "pod", p.name) for p in topo.pods]
+    owners = [("underlay", "underlay"), *((m, "etcd") for m in topo.etcd.member_names)]
+    owners += [(n.name, "node") for n in topo.nodes]
+    owners += [(p.name, "pod") for p in topo.pods]
     if topo.external:
-        out.append(Namespace(netns_name(lab, "gateway"), "gateway", "gateway"))
-        out += [Namespace(netns_name(lab, h.name), "external", h.name) for h in topo.external.hosts]
-    return out
+        owners.append(("gateway", "gateway"))
+        owners += [(h.name, "external") for h in topo.external.hosts]
+    return [_namespace(netns_name(lab, owner), role, owner) for owner, role in owners]
 
 
-def _base_sysctls(namespaces: list[Namespace]) -> list[Sysctl]:
+def _namespace(name: str, role: str, owner: str) -> Namespace:
     """IPv6 off keeps router solicitations and ND out of captures; nodes forward."""
-    out = []
-    for ns in namespaces:
-        out.append(Sysctl(ns.name, "net/ipv6/conf/all/disable_ipv6", "1"))
-        out.append(Sysctl(ns.name, "net/ipv6/conf/default/disable_ipv6", "1"))
-        if ns.role in ("node", "gateway"):
-            out.append(Sysctl(ns.name, "net/ipv4/ip_forward", "1"))
-    return out
+    sysctls = [
+        Sysctl(name, "net/ipv6/conf/all/disable_ipv6", "1"),
+        Sysctl(name, "net/ipv6/conf/default/disable_ipv6", "1"),
+    ]
+    if role in ("node", "gateway"):
+        sysctls.append(Sysctl(name, "net/ipv4/ip_forward", "1"))
+    return Namespace(name, role, owner, tuple(sysctls))
 
 
 def _underlay(topo: Topology) -> Steps:
@@ -389,7 +389,6 @@ def kube_proxy_rules(topo: Topology, pod_ips: dict[str, str]) -> list[Rules]:
 def plan(topo: Topology) -> LabPlan:
     namespaces = _namespaces(topo)
     base = _underlay(topo)
-    base.sysctls = _base_sysctls(namespaces)
     nodes = {
         n.name: plan_node_pods(topo, n, n.subnet, topo.flannel_mtu) if n.subnet else None
         for n in topo.nodes

@@ -16,7 +16,7 @@ from rich.tree import Tree
 
 from .lab import Status, places
 from .model import Topology
-from .plan import LabPlan
+from .plan import LabPlan, Sysctl
 
 PIPED_WIDTH = 200  # columns for output that is not a terminal (CI logs, files)
 
@@ -42,6 +42,11 @@ def error(message: str, hint: str | None) -> None:
 # ---------------------------------------------------------------- plan
 
 
+def _add_sysctl(branch: Tree, sc: Sysctl) -> None:
+    if "ipv6" not in sc.key:  # every namespace has IPv6 off: only noise in the tree
+        branch.add(f"sysctl {sc.key.replace('/', '.')}={sc.value}")
+
+
 def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     fl = topo.flannel
     root = Tree(Text.assemble(("lab ", "bold"), (topo.name, "bold cyan"), f"  ({topo.source})"))
@@ -52,6 +57,8 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     steps = [lab_plan.base] + [n.steps for n in lab_plan.nodes.values() if n]
     for ns in lab_plan.namespaces:
         branch = root.add(Text.assemble((ns.name, "bold"), f"  [{ns.role}]"))
+        for sc in ns.sysctls:
+            _add_sysctl(branch, sc)
         for s in steps:
             for br in s.bridges:
                 if br.netns == ns.name:
@@ -69,8 +76,8 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
                 if r.netns == ns.name:
                     branch.add(f"route {r.dst} via {r.gateway} dev {r.ifname}")
             for sc in s.sysctls:
-                if sc.netns == ns.name and "ipv6" not in sc.key:
-                    branch.add(f"sysctl {sc.key.replace('/', '.')}={sc.value}")
+                if sc.netns == ns.name:
+                    _add_sysctl(branch, sc)
             for r in s.rules:
                 if r.netns == ns.name:
                     for line in r.text.splitlines():

@@ -37,6 +37,13 @@ def test_b_master_routes_and_forwarding(reference_lab):
     assert sh(LAB, "master", "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
 
 
+def test_ipv6_is_off_so_captures_hold_only_the_flow(reference_lab):
+    """No link-local address anywhere, so no router solicitation or ND in a capture."""
+    for place in ("pod1", "master", "minion"):
+        assert sh(LAB, place, "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").strip() == "1"
+        assert sh(LAB, place, "ip", "-6", "-o", "addr").strip() == ""
+
+
 def test_c_app_solicit_and_minion_device(reference_lab):
     assert sh(LAB, "master", "cat", "/proc/sys/net/ipv4/neigh/flannel.1/app_solicit").strip() == "3"
     dev = sh(LAB, "minion", "ip", "-d", "link", "show", "flannel.1")

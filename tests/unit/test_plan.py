@@ -29,6 +29,7 @@ def test_reference_plan_namespaces_are_prefixed_by_the_lab():
 def test_every_object_lives_in_a_lab_namespace():
     p = plan.plan(model.load(REFERENCE))
     lab_ns = {ns.name for ns in p.namespaces}
+    assert all(s.netns == ns.name for ns in p.namespaces for s in ns.sysctls)
     steps = [p.base] + [n.steps for n in p.nodes.values() if n]
     for s in steps:
         for obj in [*s.bridges, *s.addresses, *s.routes, *s.sysctls]:
@@ -54,7 +55,9 @@ def test_docker_bip_and_pod_routes_as_in_the_article():
 
 def test_nodes_forward_and_etcd_sits_on_the_underlay():
     p = plan.plan(model.load(REFERENCE))
-    forwarding = {s.netns for s in p.base.sysctls if s.key == "net/ipv4/ip_forward"}
+    forwarding = {
+        s.netns for ns in p.namespaces for s in ns.sysctls if s.key == "net/ipv4/ip_forward"
+    }
     assert forwarding == {"flannel-vxlan-master", "flannel-vxlan-minion", "flannel-vxlan-gateway"}
     # the gateway is the nodes' default route and has none itself: nothing leaves the lab
     defaults = {r.netns: r.gateway for r in p.base.routes if r.dst == "default"}
