@@ -51,6 +51,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from . import netns
 from .errors import LabFailure
+from .nltemplate import IPV4, MAC, NAME, U8, U16, U32, Template, encode
 
 NETLINK_ROUTE = 0
 CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
@@ -215,19 +216,144 @@ def neighbour_requests() -> Iterator:
                     yield msg
 
 
-def _route_msg(dst: str, gateway: str, oif: int, proto: int, onlink: bool):
-    """A main-table IPv4 route via a gateway; `default` has no RTA_DST."""
+def _route_msg(dst: str | None, dst_len: int, gateway: str, oif: int, proto: int, flags: int):
+    """A main-table IPv4 route via a gateway; `default` (dst None) has no RTA_DST."""
     msg = rtmsg()
     msg["family"], msg["table"], msg["proto"] = socket.AF_INET, RT_TABLE_MAIN, proto
-    msg["scope"], msg["type"] = RT_SCOPE_UNIVERSE, RTN_UNICAST
-    msg["flags"] = RTNH_F_ONLINK if onlink else 0
-    attrs = [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)]
-    if dst != "default":
-        net = IPv4Network(dst)
-        msg["dst_len"] = net.prefixlen
-        attrs.insert(0, ("RTA_DST", str(net.network_address)))
-    msg["attrs"] = attrs
+    msg["scope"], msg["type"], msg["flags"] = RT_SCOPE_UNIVERSE, RTN_UNICAST, flags
+    msg["dst_len"] = dst_len
+    msg["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)]
+    if dst is not None:
+        msg["attrs"].insert(0, ("RTA_DST", dst))
     return msg
+
+
+def _link_up_msg(index: int, alias: str | None):
+    msg = ifinfmsg()
+    msg["index"], msg["flags"], msg["change"] = index, IFF_UP, IFF_UP
+    msg["attrs"] = [("IFLA_IFALIAS", alias)] if alias is not None else []
+    return msg
+
+
+def _bridge_msg(ifname: str, index: int, mtu: int):
+    msg = ifinfmsg()
+    msg["index"], msg["flags"], msg["change"] = index, IFF_UP, IFF_UP
+    msg["attrs"] = [
+        ("IFLA_IFNAME", ifname),
+        ("IFLA_MTU", mtu),
+        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}),
+    ]
+    return msg
+
+
+def _veth_msg(
+    ifname: str,
+    index: int,
+    mtu: int,
+    master: int | None,
+    peer_ifname: str,
+    peer_index: int,
+    peer_fd: int,
+):
+    peer = {
+        "index": peer_index,
+        "attrs": [
+            ("IFLA_IFNAME", peer_ifname),
+            ("IFLA_MTU", mtu),
+            ("IFLA_NET_NS_FD", peer_fd),
+            *VETH_QUEUES,
+        ],
+    }
+    msg = ifinfmsg()
+    msg["index"], msg["flags"], msg["change"] = index, IFF_UP, IFF_UP
+    msg["attrs"] = [
+        ("IFLA_IFNAME", ifname),
+        ("IFLA_MTU", mtu),
+        *VETH_QUEUES,
+        *([("IFLA_MASTER", master)] if master is not None else []),
+        (
+            "IFLA_LINKINFO",
+            {
+                "attrs": [
+                    ("IFLA_INFO_KIND", "veth"),
+                    ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]}),
+                ]
+            },
+        ),
+    ]
+    return msg
+
+
+def _hairpin_msg(index: int):
+    """IFLA_BRPORT_MODE 1 on a bridge port: what `bridge link set dev X hairpin on` sends."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = [
+        (
+            "IFLA_LINKINFO",
+            {
+                "attrs": [
+                    ("IFLA_INFO_SLAVE_KIND", "bridge"),
+                    ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),
+                ]
+            },
+        )
+    ]
+    return msg
+
+
+def _address_msg(index: int, addr: str, plen: int):
+    msg = ifaddrmsg()
+    msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, plen, index
+    msg["attrs"] = [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]
+    return msg
+
+
+def _fdb_msg(index: int, mac: str, dst: str):
+    msg = ndmsg()
+    msg["family"], msg["ifindex"] = AF_BRIDGE, index
+    msg["state"], msg["flags"] = NUD_PERMANENT, NTF_SELF
+    msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_DST", dst)]
+    return msg
+
+
+def _neigh_msg(index: int, dst: str, mac: str, state: int):
+    msg = ndmsg()
+    msg["family"], msg["ifindex"], msg["state"] = socket.AF_INET, index, state
+    msg["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", mac)]
+    return msg
+
+
+# the requests a lab makes by the hundred (see nltemplate: pyroute2 encodes each shape once)
+_LINK_UP = Template(_link_up_msg, index=U32, alias=NAME)
+_BRIDGE = Template(_bridge_msg, ifname=NAME, index=U32, mtu=U32)
+_VETH = Template(
+    _veth_msg,
+    ifname=NAME,
+    index=U32,
+    mtu=U32,
+    master=U32,
+    peer_ifname=NAME,
+    peer_index=U32,
+    peer_fd=U32,
+)
+_HAIRPIN = Template(_hairpin_msg, index=U32)
+_ADDRESS = Template(_address_msg, index=U32, addr=IPV4, plen=U8)
+_ROUTE = Template(_route_msg, dst=IPV4, dst_len=U8, gateway=IPV4, oif=U32, proto=U8, flags=U32)
+_FDB = Template(_fdb_msg, index=U32, mac=MAC, dst=IPV4)
+_NEIGH = Template(_neigh_msg, index=U32, dst=IPV4, mac=MAC, state=U16)
+
+
+def _route(dst: str, gateway: str, oif: int, proto: int, onlink: bool) -> bytes:
+    net = None if dst == "default" else IPv4Network(dst)
+    return _ROUTE.encode(
+        dst=None if net is None else str(net.network_address),
+        dst_len=0 if net is None else net.prefixlen,
+        gateway=gateway,
+        oif=oif,
+        proto=proto,
+        flags=RTNH_F_ONLINK if onlink else 0,
+    )
 
 
 def _change(add: int, remove: int, delete: bool) -> tuple[int, int]:
@@ -243,28 +369,21 @@ class Batch:
     messages: list[tuple[str, bytes]] = field(default_factory=list)  # (what, encoded)
     peer_fds: dict[str, int] = field(default_factory=dict)  # namespaces veth peers go into
 
-    def _add(self, what: str, msg, msg_type: int, flags: int) -> None:
-        msg["header"]["type"] = msg_type
-        msg["header"]["flags"] = flags
-        msg["header"]["sequence_number"] = len(self.messages) + 1
-        msg.encode()
-        self.messages.append((what, bytes(msg.data[: msg["header"]["length"]])))
+    def _add(self, what: str, data: bytes, msg_type: int, flags: int) -> None:
+        """One encoded request, with its type, flags and this batch's next sequence number."""
+        out = bytearray(data)
+        length, _, _, _, pid = NLMSGHDR.unpack_from(out)
+        NLMSGHDR.pack_into(out, 0, length, msg_type, flags, len(self.messages) + 1, pid)
+        self.messages.append((what, bytes(out)))
 
     def link_up(self, index: int, ifname: str, alias: str | None = None) -> None:
-        msg = ifinfmsg()
-        msg["index"], msg["flags"], msg["change"] = index, IFF_UP, IFF_UP
-        msg["attrs"] = [("IFLA_IFALIAS", alias)] if alias is not None else []
-        self._add(f"set {ifname} up", msg, RTM_NEWLINK, CHANGE)
+        self._add(
+            f"set {ifname} up", _LINK_UP.encode(index=index, alias=alias), RTM_NEWLINK, CHANGE
+        )
 
     def bridge(self, ifname: str, index: int, mtu: int) -> None:
-        msg = ifinfmsg()
-        msg["index"], msg["flags"], msg["change"] = index, IFF_UP, IFF_UP
-        msg["attrs"] = [
-            ("IFLA_IFNAME", ifname),
-            ("IFLA_MTU", mtu),
-            ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}),
-        ]
-        self._add(f"add bridge {ifname}", msg, RTM_NEWLINK, CREATE)
+        data = _BRIDGE.encode(ifname=ifname, index=index, mtu=mtu)
+        self._add(f"add bridge {ifname}", data, RTM_NEWLINK, CREATE)
 
     def vxlan(self, ifname: str, vni: int, under: int, local: str, port: int, mtu: int) -> None:
         """flanneld's device: `ip link add flannel.VNI type vxlan id VNI dev UNDER local IP
@@ -286,12 +405,12 @@ class Batch:
                 {"attrs": [("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": data})]},
             ),
         ]
-        self._add(f"add vxlan {ifname} id {vni}", msg, RTM_NEWLINK, CREATE)
+        self._add(f"add vxlan {ifname} id {vni}", encode(msg), RTM_NEWLINK, CREATE)
 
     def link_del(self, index: int, ifname: str) -> None:
         msg = ifinfmsg()
         msg["index"] = index
-        self._add(f"delete {ifname}", msg, RTM_DELLINK, CHANGE)
+        self._add(f"delete {ifname}", encode(msg), RTM_DELLINK, CHANGE)
 
     def veth(
         self,
@@ -307,84 +426,46 @@ class Batch:
         up by its own namespace's batch (veth refuses to open a peer before the pair exists)."""
         if peer_netns not in self.peer_fds:
             self.peer_fds[peer_netns] = os.open(netns.path(peer_netns), os.O_RDONLY)
-        peer = {
-            "index": peer_index,
-            "attrs": [
-                ("IFLA_IFNAME", peer_ifname),
-                ("IFLA_MTU", mtu),
-                ("IFLA_NET_NS_FD", self.peer_fds[peer_netns]),
-                *VETH_QUEUES,
-            ],
-        }
-        msg = ifinfmsg()
-        msg["index"], msg["flags"], msg["change"] = index, IFF_UP, IFF_UP
-        msg["attrs"] = [
-            ("IFLA_IFNAME", ifname),
-            ("IFLA_MTU", mtu),
-            *VETH_QUEUES,
-            *([("IFLA_MASTER", master)] if master else []),
-            (
-                "IFLA_LINKINFO",
-                {
-                    "attrs": [
-                        ("IFLA_INFO_KIND", "veth"),
-                        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]}),
-                    ]
-                },
-            ),
-        ]
-        self._add(
-            f"add veth {ifname} (peer {peer_ifname} in {peer_netns})", msg, RTM_NEWLINK, CREATE
+        data = _VETH.encode(
+            ifname=ifname,
+            index=index,
+            mtu=mtu,
+            master=master or None,
+            peer_ifname=peer_ifname,
+            peer_index=peer_index,
+            peer_fd=self.peer_fds[peer_netns],
         )
+        what = f"add veth {ifname} (peer {peer_ifname} in {peer_netns})"
+        self._add(what, data, RTM_NEWLINK, CREATE)
 
     def hairpin(self, index: int, ifname: str) -> None:
-        """IFLA_BRPORT_MODE 1 on a bridge port: what `bridge link set dev X hairpin on` sends."""
-        msg = ifinfmsg()
-        msg["index"] = index
-        msg["attrs"] = [
-            (
-                "IFLA_LINKINFO",
-                {
-                    "attrs": [
-                        ("IFLA_INFO_SLAVE_KIND", "bridge"),
-                        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),
-                    ]
-                },
-            )
-        ]
-        self._add(f"hairpin on {ifname}", msg, RTM_NEWLINK, CHANGE)
+        self._add(f"hairpin on {ifname}", _HAIRPIN.encode(index=index), RTM_NEWLINK, CHANGE)
 
     def address(self, index: int, ifname: str, cidr: str, delete: bool = False) -> None:
         addr, plen = cidr.split("/")
-        msg = ifaddrmsg()
-        msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, int(plen), index
-        msg["attrs"] = [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]
+        data = _ADDRESS.encode(index=index, addr=addr, plen=int(plen))
         if delete:
-            self._add(f"delete address {cidr} from {ifname}", msg, RTM_DELADDR, CHANGE)
+            self._add(f"delete address {cidr} from {ifname}", data, RTM_DELADDR, CHANGE)
         else:
-            self._add(f"add address {cidr} to {ifname}", msg, RTM_NEWADDR, CREATE)
+            self._add(f"add address {cidr} to {ifname}", data, RTM_NEWADDR, CREATE)
 
     def route(self, dst: str, gateway: str, oif: int, ifname: str, proto: int) -> None:
         """`ip route add DST via GW dev DEV` (DST may be `default`), refused if it exists."""
-        msg = _route_msg(dst, gateway, oif, proto, onlink=False)
-        self._add(f"add route {dst} via {gateway} dev {ifname}", msg, RTM_NEWROUTE, CREATE)
+        data = _route(dst, gateway, oif, proto, onlink=False)
+        self._add(f"add route {dst} via {gateway} dev {ifname}", data, RTM_NEWROUTE, CREATE)
 
     def fdb(self, index: int, mac: str, dst: str, delete: bool = False) -> None:
         """`bridge fdb replace MAC dev DEV dst DST self permanent` (what flannel writes)."""
-        msg = ndmsg()
-        msg["family"], msg["ifindex"] = AF_BRIDGE, index
-        msg["state"], msg["flags"] = NUD_PERMANENT, NTF_SELF
-        msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_DST", dst)]
-        self._add(f"fdb {mac} dst {dst}", msg, *_change(RTM_NEWNEIGH, RTM_DELNEIGH, delete))
+        data = _FDB.encode(index=index, mac=mac, dst=dst)
+        self._add(f"fdb {mac} dst {dst}", data, *_change(RTM_NEWNEIGH, RTM_DELNEIGH, delete))
 
     def neigh(
         self, index: int, dst: str, mac: str, state: int = NUD_PERMANENT, delete: bool = False
     ) -> None:
         """`ip neigh replace DST lladdr MAC dev DEV nud permanent` (or another state)."""
-        msg = ndmsg()
-        msg["family"], msg["ifindex"], msg["state"] = socket.AF_INET, index, state
-        msg["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", mac)]
-        self._add(f"neigh {dst} lladdr {mac}", msg, *_change(RTM_NEWNEIGH, RTM_DELNEIGH, delete))
+        data = _NEIGH.encode(index=index, dst=dst, mac=mac, state=state)
+        what = f"neigh {dst} lladdr {mac}"
+        self._add(what, data, *_change(RTM_NEWNEIGH, RTM_DELNEIGH, delete))
 
     def gateway_route(
         self,
@@ -397,9 +478,9 @@ class Batch:
     ) -> None:
         """`ip route replace DST via GW dev DEV [onlink]`: flannel's per-lease route (host-gw,
         and vxlan's static mode with onlink)."""
-        msg = _route_msg(dst, gateway, oif, proto, onlink)
+        data = _route(dst, gateway, oif, proto, onlink)
         what = f"route {dst} via {gateway}" + (" onlink" if onlink else "")
-        self._add(what, msg, *_change(RTM_NEWROUTE, RTM_DELROUTE, delete))
+        self._add(what, data, *_change(RTM_NEWROUTE, RTM_DELROUTE, delete))
 
     def send(self) -> None:
         """Send every request, then check every ack; the first refusal is raised. A batch
