@@ -138,11 +138,12 @@ class RuleLoad:
         self.running = [(rs, restore(ns, "".join(r.text for r in rs))) for ns, rs in texts.items()]
 
     def wait(self) -> None:
-        """Until every set is in; the first refusal is raised."""
+        """Until every set is in (none is left running); the first refusal is raised."""
+        refused = []
         for rs, proc in self.running:
             out = proc.stdout.read()
             if proc.wait() != 0:
                 owners = " and ".join(r.owner for r in rs)
-                raise LabFailure(
-                    f"{owners} rules in {rs[0].netns} were refused: {out.strip()[:300]}"
-                )
+                refused.append(f"{owners} rules in {rs[0].netns} were refused: {out.strip()[:300]}")
+        if refused:
+            raise LabFailure(refused[0])
