@@ -69,11 +69,15 @@ def _int_format(kind: str, seen: bytes) -> str | None:
 
 
 def _pack(kind: str, fmt: str | None, value: Any) -> bytes:
+    """A value's bytes, for its canonical forms only: anything else (a MAC written `a:b:...`,
+    an integer out of range) raises, and the request is left to pyroute2."""
     if fmt is not None:
         return struct.pack(fmt, value)
     if kind == IPV4:
-        return socket.inet_aton(value)
+        return socket.inet_pton(socket.AF_INET, value)  # as pyroute2 encodes it
     if kind == MAC:
+        if len(value) != 17 or any(value[i] != ":" for i in range(2, 17, 3)):
+            raise ValueError(f"not a MAC in aa:bb:cc:dd:ee:ff form: {value}")
         return bytes.fromhex(value.replace(":", ""))
     return value.encode()
 
@@ -96,6 +100,8 @@ class _Shape:
         for f in self.fields:
             data = _pack(f.kind, f.fmt, values[f.name])
             for offset, width in f.spans:
+                if len(data) != width:
+                    raise ValueError(f"{f.name}: {len(data)} bytes where the shape has {width}")
                 out[offset : offset + width] = data
         return bytes(out)
 
@@ -116,9 +122,12 @@ class Template:
         shape = self._shapes.get(key, _MISSING)
         if shape is _MISSING:
             shape = self._shapes[key] = self._learn(values)
-        if shape is None:
-            return encode(self.build(**values))
-        return shape.fill(values)
+        if shape is not None:
+            try:
+                return shape.fill(values)
+            except (ValueError, OSError, struct.error):
+                pass  # not a canonical value: pyroute2 encodes it, or says what is wrong
+        return encode(self.build(**values))
 
     def _learn(self, values: dict[str, Any]) -> _Shape | None:
         """The shape of these values, or None when its fields cannot be told apart."""

@@ -103,3 +103,13 @@ def test_a_batch_numbers_its_requests_and_sets_their_type_and_flags():
         (netlink.RTM_DELNEIGH, netlink.CHANGE, 2),
     ]
     assert [h[0] for h in headers] == [len(data) for _, data in batch.messages]
+
+
+def test_a_value_in_another_form_is_left_to_pyroute2():
+    netlink._FDB.encode(index=5, mac="aa:bb:cc:dd:ee:ff", dst="10.0.0.1")  # the shape is known
+    with pytest.raises(OSError):  # pyroute2 refuses it; the template must not write 3 bytes
+        netlink._FDB.encode(index=5, mac="a:b:c:d:e:f", dst="10.0.0.1")
+    upper = {"index": 5, "mac": "AA:BB:CC:DD:EE:FF", "dst": "10.0.0.1"}
+    assert netlink._FDB.encode(**upper) == nltemplate.encode(netlink._FDB.build(**upper))
+    with pytest.raises(OSError):
+        netlink._FDB.encode(index=5, mac="aa:bb:cc:dd:ee:ff", dst="10.0.0.256")
