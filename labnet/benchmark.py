@@ -4,10 +4,12 @@ For each case (the reference lab, then generated labs of growing size) and each 
 - labnet up and down, in-process (what labnet itself costs: no interpreter start);
 - the same namespaces, veths, bridge ports, addresses and routes made by `ip -batch`;
 - Mininet's `mn --topo single,N --switch lxbr --controller none --test none`, when installed.
-Once per case, the lab is also brought up the way a user does (`python -m labnet up`, whose
-process then exits, so no orchestrator shares its pages), and measured: every agent's lease,
-the memory of all the lab's processes summed as PSS (a page shared by N processes counts
-1/N in each), and a sample of cross-node pings. Results: JSON and an SVG plot.
+Each run starts on an idle machine (`settle`), so the kernel's clean-up of the previous
+run's namespaces is not timed as part of it. Once per case, the lab is also brought up the
+way a user does (`python -m labnet up`, whose process then exits, so no orchestrator shares
+its pages), and measured: every agent's lease, the memory of all the lab's processes summed
+as PSS (a page shared by N processes counts 1/N in each), and a sample of cross-node pings.
+Results: JSON and an SVG plot.
 """
 
 from __future__ import annotations
@@ -88,6 +90,39 @@ def cases(sizes: list[tuple[int, int]], workdir: Path, reference: bool = True) -
 
 
 # ---------------------------------------------------------------- measuring
+
+SETTLE_BUSY = 0.15  # of all CPUs: above this, the machine is still busy with the last run
+SETTLE_WINDOW = 0.5  # seconds
+SETTLE_MAX = 30.0  # seconds
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, all) jiffies of the machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(max_wait: float = SETTLE_MAX) -> float:
+    """Wait until the machine is idle: under 15 % busy over half a second, for at most
+    `max_wait` s. The kernel frees deleted namespaces in the background (after a down of 552,
+    about 3 s of one core, some of it holding the RTNL lock), so without this one run's
+    clean-up is timed as part of the next run's up. Returns the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < max_wait:
+        busy0, all0 = _cpu_ticks()
+        time.sleep(SETTLE_WINDOW)
+        busy1, all1 = _cpu_ticks()
+        if all1 > all0 and (busy1 - busy0) / (all1 - all0) < SETTLE_BUSY:
+            break
+    return time.monotonic() - start
+
+
+def _settled(work: Callable[..., dict[str, float]], *args: object) -> dict[str, float]:
+    """One run, on an idle machine; `settled` is the seconds waited for it."""
+    waited = settle()
+    return {**work(*args), "settled": waited}
 
 
 def _time(work: Callable[[], object]) -> float:
@@ -232,11 +267,12 @@ def run(
             lab_plan = plan.plan(model.load(case.path))
             for i in range(runs):
                 progress(f"{case.label}: run {i + 1}/{runs}")
-                case.labnet.append(run_labnet(case))
-                case.ip_batch.append(baseline.ip_batch_run(lab_plan))
+                case.labnet.append(_settled(run_labnet, case))
+                case.ip_batch.append(_settled(baseline.ip_batch_run, lab_plan))
                 if mininet and case.pods <= baseline.MININET_MAX_HOSTS:
-                    case.mininet.append(baseline.mininet_run(case.pods))
+                    case.mininet.append(_settled(baseline.mininet_run, case.pods))
             progress(f"{case.label}: leases, memory and {PINGS} cross-node pings")
+            settle()
             inspect_as_user(case)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

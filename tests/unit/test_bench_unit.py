@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -113,3 +116,18 @@ def test_table_shows_labnets_up_with_its_fastest_and_slowest_run():
     table = render.bench_table({"runs": 3, "machine": machine, "cases": [case, one_run]})
     up = [str(cell) for cell in table.columns[3].cells]
     assert up == ["1.04 (0.76-1.19)", "1.04"]
+
+
+def test_settle_waits_while_every_core_is_busy_and_not_longer_than_asked():
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        waited = benchmark.settle(max_wait=1.0)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert 1.0 <= waited < 2.0
+    assert benchmark.settle(max_wait=10.0) < 5.0  # idle again: it returns as soon as it sees it
