@@ -92,7 +92,8 @@ def cases(sizes: list[tuple[int, int]], workdir: Path, reference: bool = True) -
 # ---------------------------------------------------------------- measuring
 
 SETTLE_BUSY = 0.15  # of all CPUs: above this, the machine is still busy with the last run
-SETTLE_WINDOW = 0.5  # seconds
+SETTLE_WINDOW = 0.5  # seconds a sample
+SETTLE_QUIET = 4  # samples in a row under SETTLE_BUSY
 SETTLE_MAX = 30.0  # seconds
 
 
@@ -105,17 +106,20 @@ def _cpu_ticks() -> tuple[int, int]:
 
 
 def settle(max_wait: float = SETTLE_MAX) -> float:
-    """Wait until the machine is idle: under 15 % busy over half a second, for at most
-    `max_wait` s. The kernel frees deleted namespaces in the background (after a down of 552,
-    about 3 s of one core, some of it holding the RTNL lock), so without this one run's
-    clean-up is timed as part of the next run's up. Returns the seconds waited."""
+    """Wait until the machine is idle: under 15 % busy for 2 s in a row, for at most
+    `max_wait` s. The kernel frees deleted namespaces in the background: after a down of 552,
+    it starts half a second later and takes about 3 s of one core, some of it holding the RTNL
+    lock, with pauses of up to 0.75 s. Without this, one run's clean-up is timed as part of
+    the next run's up. Returns the seconds waited."""
     start = time.monotonic()
-    while time.monotonic() - start < max_wait:
-        busy0, all0 = _cpu_ticks()
+    quiet = 0
+    busy0, all0 = _cpu_ticks()
+    while quiet < SETTLE_QUIET and time.monotonic() - start < max_wait:
         time.sleep(SETTLE_WINDOW)
         busy1, all1 = _cpu_ticks()
-        if all1 > all0 and (busy1 - busy0) / (all1 - all0) < SETTLE_BUSY:
-            break
+        idle = all1 > all0 and (busy1 - busy0) / (all1 - all0) < SETTLE_BUSY
+        quiet = quiet + 1 if idle else 0
+        busy0, all0 = busy1, all1
     return time.monotonic() - start
 
 

@@ -130,4 +130,4 @@ def test_settle_waits_while_every_core_is_busy_and_not_longer_than_asked():
             p.kill()
             p.wait()
     assert 1.0 <= waited < 2.0
-    assert benchmark.settle(max_wait=10.0) < 5.0  # idle again: it returns as soon as it sees it
+    assert 2.0 <= benchmark.settle(max_wait=10.0) < 6.0  # idle again: 2 s quiet, then it returns
