@@ -121,7 +121,11 @@ class Template:
         )
         shape = self._shapes.get(key, _MISSING)
         if shape is _MISSING:
-            shape = self._shapes[key] = self._learn(values)
+            direct = encode(self.build(**values))  # pyroute2's bytes, or its refusal
+            learned = self._learn(values, direct)
+            if learned is not _MISSING:
+                self._shapes[key] = learned
+            return direct
         if shape is not None:
             try:
                 return shape.fill(values)
@@ -129,8 +133,10 @@ class Template:
                 pass  # not a canonical value: pyroute2 encodes it, or says what is wrong
         return encode(self.build(**values))
 
-    def _learn(self, values: dict[str, Any]) -> _Shape | None:
-        """The shape of these values, or None when its fields cannot be told apart."""
+    def _learn(self, values: dict[str, Any], direct: bytes) -> Any:
+        """The shape of these values (pyroute2 encoded them as `direct`), None when its
+        fields cannot be told apart, or _MISSING when the values are not in a canonical form
+        to check it with (the next request of the shape tries again)."""
         probes = {
             n: _probe(k, values[n], 0) for n, k in self.kinds.items() if values[n] is not None
         }
@@ -154,4 +160,7 @@ class Template:
                     return None
             fields.append(_Field(name, kind, tuple(runs), fmt))
         shape = _Shape(base, tuple(fields))
-        return shape if shape.fill(values) == encode(self.build(**values)) else None
+        try:
+            return shape if shape.fill(values) == direct else None
+        except (ValueError, OSError, struct.error):
+            return _MISSING

@@ -113,3 +113,15 @@ def test_a_value_in_another_form_is_left_to_pyroute2():
     assert netlink._FDB.encode(**upper) == nltemplate.encode(netlink._FDB.build(**upper))
     with pytest.raises(OSError):
         netlink._FDB.encode(index=5, mac="aa:bb:cc:dd:ee:ff", dst="10.0.0.256")
+
+
+def test_a_first_request_in_another_form_teaches_nothing():
+    template = nltemplate.Template(
+        netlink._fdb_msg, index=nltemplate.U32, mac=nltemplate.MAC, dst=nltemplate.IPV4
+    )
+    upper = {"index": 5, "mac": "AA:BB:CC:DD:EE:FF", "dst": "10.0.0.1"}
+    with pytest.raises(OSError):  # pyroute2's refusal, not the template's
+        template.encode(index=5, mac="a:b:c:d:e:f", dst="10.0.0.1")
+    assert not template._shapes
+    assert template.encode(**upper) == nltemplate.encode(netlink._fdb_msg(**upper))
+    assert list(template._shapes.values()) != [None]
