@@ -139,12 +139,6 @@ def delete(name: str) -> bool:
     return True
 
 
-def write_sysctl(key: str, value: str | int) -> None:
-    """Write a sysctl of the current thread's namespace (key like net/ipv4/ip_forward)."""
-    with open(f"/proc/sys/{key}", "w") as f:
-        f.write(str(value))
-
-
 def write_net_sysctls(items: list[tuple[str, str]]) -> None:
     """Write sysctls under net/ of the current thread's namespace, (key, value) pairs.
 

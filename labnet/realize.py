@@ -68,9 +68,13 @@ def owner_of(ns: str) -> str | None:
 
 
 def apply_sysctls(steps: Steps) -> None:
+    """The steps' sysctls, one entry into each namespace for all of its own."""
+    by_ns: dict[str, list[tuple[str, str]]] = {}
     for s in steps.sysctls:
-        with netns.entered(s.netns):
-            netns.write_sysctl(s.key, s.value)
+        by_ns.setdefault(s.netns, []).append((s.key, s.value))
+    for ns, items in by_ns.items():
+        with netns.entered(ns):
+            netns.write_net_sysctls(items)
 
 
 def apply(kernel: Kernel, steps: Steps) -> None:
