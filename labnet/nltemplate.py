@@ -42,8 +42,11 @@ def _probe(kind: str, value: Any, which: int) -> Any:
     return "ab"[which] * len(value.encode())  # NAME: the same length as the value
 
 
+_WIDTHS = {U8: 1, U16: 2, U32: 4, IPV4: 4, MAC: 6}
+
+
 def _width(kind: str, value: Any) -> int:
-    return {U8: 1, U16: 2, U32: 4, IPV4: 4, MAC: 6}.get(kind) or len(value.encode())
+    return _WIDTHS.get(kind) or len(value.encode())
 
 
 def _runs(a: bytes, b: bytes) -> list[tuple[int, int]]:
