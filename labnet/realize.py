@@ -43,7 +43,7 @@ class Kernel:
         self._indexes.clear()
 
 
-def create_namespace(ns: Namespace, lab: str) -> None:
+def create_namespace(ns: Namespace, lab: str, reserved: bool = False) -> None:
     """A new namespace with its sysctls, lo up (etcd's peer URL needs it) and the lab's
     ownership mark, all set from inside it as it is made.
 
@@ -55,7 +55,7 @@ def create_namespace(ns: Namespace, lab: str) -> None:
         batch.link_up(LO_INDEX, "lo", alias=f"{OWNER_MARK}{lab}")
         batch.send()
 
-    netns.create(ns.name, inside)
+    netns.create(ns.name, inside, reserved)
 
 
 def owner_of(ns: str) -> str | None:

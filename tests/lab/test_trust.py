@@ -84,6 +84,7 @@ def test_down_all_finds_labs_whose_state_is_damaged(root_required, damage):
 def test_decoys_are_never_touched(root_required, tmp_path):
     """Namespaces and processes with labnet-like names, not made by labnet."""
     decoy_ns = [f"{LAB}-pod1", "flannel-vxlan-decoy"]
+    before = set(netns.list_names())
     for ns in decoy_ns:
         subprocess.run(["ip", "netns", "add", ns], check=True)
     # a process named like a labnet daemon, in a decoy namespace, with an iptables chain
@@ -96,8 +97,10 @@ def test_decoys_are_never_touched(root_required, tmp_path):
         proc = run_inv("up", str(MINIMAL))  # pod1's namespace name is taken: refused
         assert proc.returncode == 1 and "already exists and is not this lab's" in proc.stderr
         assert not state.lab_dir(LAB).exists()
+        # the names reserved before pod1's were removed again; the decoys stay
+        assert set(netns.list_names()) == before | set(decoy_ns)
         assert run_inv("down", "--all").returncode == 0
-        assert set(decoy_ns) <= set(netns.list_names())
+        assert set(netns.list_names()) == before | set(decoy_ns)
         assert sleeper.poll() is None
         chains = subprocess.run(
             ["ip", "netns", "exec", decoy_ns[1], "iptables", "-t", "nat", "-S"],
