@@ -575,6 +575,26 @@ class Agent:
         return 0
 
 
+def warm_up(node_netns: str) -> None:
+    """Done once in the orchestrator just before it forks the agents, so that what pyroute2
+    and labnet build on first use is shared by all of them rather than built by each: the
+    compiled attribute tables of each message class (decoding a link reply, encoding the
+    vxlan device) and the request templates of the entries an agent writes. Nothing is sent;
+    one link of a node's namespace is read."""
+    batch = netlink.Batch(None)  # never sent
+    batch.vxlan("flannel.1", 1, 2, "10.0.0.1", 8472, 1450)
+    batch.address(3, "flannel.1", "10.0.0.0/16")
+    batch.link_up(3, "flannel.1")
+    batch.fdb(3, "02:00:00:00:00:01", "10.0.0.1")
+    batch.neigh(3, "10.0.0.0", "02:00:00:00:00:01")
+    batch.neigh(3, "10.0.0.0", "02:00:00:00:00:01", state=NUD_REACHABLE)
+    for onlink in (False, True):
+        batch.gateway_route("10.1.0.0/24", "10.0.0.1", 3, PROTO_BOOT, onlink=onlink)
+    vxlan = netlink.ifinfmsg(batch.messages[0][1])
+    vxlan.decode()
+    netlink.get_link(node_netns, ifname="eth0")
+
+
 def _on_term(signum, _frame) -> None:
     log("stopping", signal=signal.Signals(signum).name)
     os._exit(0)  # flanneld keeps its lease and device on exit
