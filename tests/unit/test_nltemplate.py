@@ -6,6 +6,7 @@ import random
 
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from labnet import netlink, nltemplate
 from labnet.netlink import NLMSGHDR
@@ -125,3 +126,31 @@ def test_a_first_request_in_another_form_teaches_nothing():
     assert not template._shapes
     assert template.encode(**upper) == nltemplate.encode(netlink._fdb_msg(**upper))
     assert list(template._shapes.values()) != [None]
+
+
+def _neighbour_reply(index: int, attrs: list) -> bytes:
+    msg = ndmsg()
+    msg["family"], msg["ifindex"], msg["state"] = netlink.AF_BRIDGE, index, 0x80
+    msg["attrs"] = attrs
+    return nltemplate.encode(msg)
+
+
+def test_fdb_entries_are_read_as_pyroute2_decodes_them():
+    """`up` reads FDB dumps by hand; pyroute2 decoding the same bytes is the reference."""
+    for _ in range(200):
+        index = _index()
+        attrs = [("NDA_LLADDR", _mac())]
+        if RNG.random() < 0.8:
+            attrs.append(
+                ("NDA_DST", _ip() if RNG.random() < 0.7 else "fd00::" + str(RNG.randrange(99)))
+            )
+        if RNG.random() < 0.5:
+            attrs.insert(0, ("NDA_VNI", RNG.randrange(1, 2**24)))
+        data = _neighbour_reply(index, attrs)
+        ref = ndmsg(data)
+        ref.decode()
+        assert netlink.fdb_entry(data, index) == (
+            ref.get_attr("NDA_LLADDR"),
+            ref.get_attr("NDA_DST"),
+        )
+        assert netlink.fdb_entry(data, index + 1) is None  # another device's entry
