@@ -103,14 +103,14 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         _start_launcher(topo, st)  # its interpreter starts while etcd's does
         etcd = _start_etcd(topo, st)
         gateway = etcd_server.Gateway(etcd_ns, str(topo.etcd.address))
+        agents: list[processes.Forking] = []
 
         def start_flannel() -> None:
             """Once etcd answers: the config first, as in the article, then the agents."""
             progress("etcd ready: flannel config, agents, containers and servers")
             _write_flannel_config(topo, gateway, etcd)
-            _start_agents(topo, lab_plan, st)  # they lease while this thread makes the pods
-            launching.start()  # after the agents' forks: a fork copies only the calling thread
-            state.save(st)
+            agents.append(_start_agents(topo, lab_plan))  # they lease while the pods are made
+            launching.start()  # after the agents' fork: a fork copies only the calling thread
 
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
         _create_namespaces(topo, [n for n in lab_plan.namespaces if n not in first_ns], st)
@@ -128,6 +128,9 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
                 start_flannel()
         finally:
             gateway.close()
+            for forking in agents:  # recorded also when the build failed: teardown stops them
+                st.processes.extend(forking.finish())
+            state.save(st)
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
         built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
@@ -322,24 +325,25 @@ def _start_etcd(topo: Topology, st: state.LabState, only: str | None = None) -> 
 
 
 def _start_agents(
-    topo: Topology, lab_plan: plan.LabPlan, st: state.LabState, only: str | None = None
-) -> None:
+    topo: Topology, lab_plan: plan.LabPlan, only: str | None = None
+) -> processes.Forking:
+    """The flannel agents, forked (not waited for); their records come from finish()."""
     from .agent import flannel  # imported here, once: forked agents share its pages
 
     agents = [d for d in lab_plan.daemons if d.kind == "flannel" and only in (None, d.name)]
     if agents:  # 50 x 10: 75 -> 49 ms of CPU an agent until its first FDB entry
         flannel.warm_up(agents[0].netns)
+    children = [_agent(topo, d, flannel) for d in agents]
     # frozen, the parent's objects are never walked (and so copied) by a child's collector:
     # at 50 nodes this halved the agents' PSS (914 -> 474 MB) and their CPU (25 -> 10 s)
     gc.freeze()
     try:
-        for d in agents:
-            _fork_agent(topo, d, st, flannel)
+        return processes.fork_many(children)
     finally:
         gc.unfreeze()
 
 
-def _fork_agent(topo: Topology, d: plan.Daemon, st: state.LabState, flannel) -> None:
+def _agent(topo: Topology, d: plan.Daemon, flannel) -> processes.Child:
     node = d.netns[len(topo.name) + 1 :]
     ndir = state.node_dir(topo.name, node)
     ndir.mkdir(parents=True, exist_ok=True)
@@ -360,15 +364,14 @@ def _fork_agent(topo: Topology, d: plan.Daemon, st: state.LabState, flannel) -> 
         lease_ttl=topo.flannel.lease_ttl,
         more_endpoints=tuple(endpoints[1:]),
     )
-    rec = processes.fork_into(
+    return processes.Child(
         d.name,
         "flannel",
         d.netns,
         ndir / "flanneld.log",
-        lambda cfg=cfg: flannel.main(cfg),
+        lambda: flannel.main(cfg),
         ["flanneld", node],
     )
-    st.processes.append(rec)  # saved by the caller, once: a save a fork cost 0.1 s at 50 nodes
 
 
 def restart(lab_name: str, name: str) -> state.ProcessRecord:
@@ -390,7 +393,7 @@ def restart(lab_name: str, name: str) -> state.ProcessRecord:
         if daemon.kind == "etcd":
             _start_etcd(topo, st, only=name)
         elif daemon.kind == "flannel":
-            _start_agents(topo, lab_plan, st, only=name)
+            st.processes.extend(_start_agents(topo, lab_plan, only=name).finish())
         else:
             st.processes.extend(_start_workloads(topo, [daemon], st))
         state.save(st)
