@@ -61,6 +61,16 @@ AF_BRIDGE, NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK = 7, 0x80, 0x02, 0x04
 RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE = 254, 1, 0
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 NDMSG_SIZE, NDA_DST, NDA_LLADDR = 12, 1, 2  # struct ndmsg; its attributes
+IFINFOMSG_SIZE, IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_IFALIAS = (
+    16,
+    1,
+    3,
+    4,
+    18,
+    20,
+)
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_PORT = 1, 4, 15
 SEND_CHUNK = 64 * 1024  # under the socket's default send buffer
 NLMSGHDR = struct.Struct("=IHHII")
 # A veth asked for no queue count gets one per possible CPU, then is cut down to one real
@@ -136,24 +146,70 @@ def _attributes(data: bytes, offset: int) -> dict[int, bytes]:
     return out
 
 
-def get_link(ns: str | None, index: int = 0, ifname: str | None = None):
-    """One link, by index or by name, as pyroute2's ifinfmsg; None when there is none."""
+@dataclass(frozen=True)
+class Link:
+    """What labnet reads of a link (`ip -d link show DEV`)."""
+
+    index: int
+    ifname: str
+    mtu: int
+    mac: str | None
+    alias: str | None
+    kind: str | None  # IFLA_INFO_KIND: veth, bridge, vxlan; None for lo or eth0 of a host
+    vxlan: tuple[int, int, str | None] | None  # (VNI, UDP port, local address)
+
+
+def get_link(ns: str | None, index: int = 0, ifname: str | None = None) -> Link | None:
+    """One link, by index or by name; None when there is none. Read by hand: pyroute2 took
+    2 ms to decode a link's reply (its statistics, its IPv6 settings), and every agent and
+    every `down` read some."""
     msg = ifinfmsg()
     msg["index"] = index
     msg["attrs"] = [("IFLA_IFNAME", ifname)] if ifname else []
     try:
-        found = query(ns, msg, RTM_GETLINK)
+        replies = list(_exchange(ns, msg, RTM_GETLINK, dump=False, strict=False))
     except OSError as exc:
         if exc.errno == errno.ENODEV:
             return None
         raise
-    return found[0] if found else None
+    return link_of(replies[0]) if replies else None
+
+
+def link_of(data: bytes) -> Link:
+    """The Link in one RTM_NEWLINK message."""
+    (index,) = struct.unpack_from("=i", data, NLMSGHDR.size + 4)
+    attrs = _attributes(data, NLMSGHDR.size + IFINFOMSG_SIZE)
+    info = _attributes(attrs.get(IFLA_LINKINFO, b""), 0)
+    kind = _text(info.get(IFLA_INFO_KIND))
+    vxlan = None
+    if kind == "vxlan":
+        data_ = _attributes(info.get(IFLA_INFO_DATA, b""), 0)
+        local = data_.get(IFLA_VXLAN_LOCAL)
+        vxlan = (
+            struct.unpack("=I", data_[IFLA_VXLAN_ID])[0],
+            struct.unpack("!H", data_[IFLA_VXLAN_PORT])[0],
+            socket.inet_ntoa(local) if local else None,
+        )
+    mac = attrs.get(IFLA_ADDRESS)
+    return Link(
+        index,
+        _text(attrs.get(IFLA_IFNAME)) or "",
+        struct.unpack("=I", attrs[IFLA_MTU])[0],
+        None if mac is None else ":".join(f"{b:02x}" for b in mac),
+        _text(attrs.get(IFLA_IFALIAS)),
+        kind,
+        vxlan,
+    )
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.rstrip(b"\0").decode()
 
 
 def link_alias(ns: str, index: int) -> str | None:
     """IFLA_IFALIAS of one link (labnet's ownership mark on lo), by one RTM_GETLINK."""
     link = get_link(ns, index)
-    return link.get_attr("IFLA_IFALIAS") if link is not None else None
+    return link.alias if link is not None else None
 
 
 def addresses(ns: str | None, index: int) -> list[tuple[str, int]]:

@@ -29,8 +29,8 @@ class Kernel:
         found = netlink.get_link(ns, ifname=ifname)
         if found is None:
             raise LookupError(f"{ifname} not found in {ns}")
-        self._indexes[(ns, ifname)] = found["index"]
-        return found["index"]
+        self._indexes[(ns, ifname)] = found.index
+        return found.index
 
     def learn(self, ns: str, ifname: str, index: int) -> None:
         """An index the plan asked for: addresses and routes use it without a lookup."""

@@ -175,11 +175,11 @@ class Agent:
         if self.backend != "host-gw":
             raise RuntimeError(f"backend {self.backend!r} is not supported (vxlan, host-gw)")
         under = self._underlay()
-        self.device, self.ifindex, self.mac = self.cfg.iface, under["index"], None
-        self.mtu = under.get_attr("IFLA_MTU")
+        self.device, self.ifindex, self.mac = self.cfg.iface, under.index, None
+        self.mtu = under.mtu
         log("backend", type="host-gw", dev=self.cfg.iface, mtu=self.mtu)
 
-    def _underlay(self):
+    def _underlay(self) -> netlink.Link:
         under = netlink.get_link(None, ifname=self.cfg.iface)
         if under is None:
             raise RuntimeError(f"underlay interface {self.cfg.iface} not found")
@@ -191,17 +191,17 @@ class Agent:
         port = int(backend.get("Port", 8472))
         self.device = f"flannel.{vni}"
         under = self._underlay()
-        mtu = under.get_attr("IFLA_MTU") - VXLAN_OVERHEAD
+        mtu = under.mtu - VXLAN_OVERHEAD
         found = netlink.get_link(None, ifname=self.device)
         if found is not None and not self._device_matches(found, vni, port):
             batch = netlink.Batch(None)
-            batch.link_del(found["index"], self.device)
+            batch.link_del(found.index, self.device)
             batch.send()
             log("device-removed", dev=self.device, reason="incompatible attributes")
             found = None
         if found is None:
             batch = netlink.Batch(None)
-            batch.vxlan(self.device, vni, under["index"], self.cfg.public_ip, port, mtu)
+            batch.vxlan(self.device, vni, under.index, self.cfg.public_ip, port, mtu)
             batch.send()
             log(
                 "device-created",
@@ -214,19 +214,12 @@ class Agent:
                 learning="off",
             )
             found = netlink.get_link(None, ifname=self.device)
-        self.ifindex = found["index"]
-        self.mac = found.get_attr("IFLA_ADDRESS")
+        self.ifindex = found.index
+        self.mac = found.mac
         self.mtu = mtu
 
-    def _device_matches(self, link, vni: int, port: int) -> bool:
-        info = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
-        if info is None:
-            return False
-        return (
-            info.get_attr("IFLA_VXLAN_ID") == vni
-            and info.get_attr("IFLA_VXLAN_PORT") == port
-            and info.get_attr("IFLA_VXLAN_LOCAL") == self.cfg.public_ip
-        )
+    def _device_matches(self, link: netlink.Link, vni: int, port: int) -> bool:
+        return link.vxlan == (vni, port, self.cfg.public_ip)
 
     def read_leases(self) -> tuple[dict[str, Lease], int]:
         values, revision = self.store.list(self.key(""))
@@ -578,9 +571,9 @@ class Agent:
 def warm_up(node_netns: str) -> None:
     """Done once in the orchestrator just before it forks the agents, so that what pyroute2
     and labnet build on first use is shared by all of them rather than built by each: the
-    compiled attribute tables of each message class (decoding a link reply, encoding the
-    vxlan device) and the request templates of the entries an agent writes. Nothing is sent;
-    one link of a node's namespace is read."""
+    compiled attribute tables of each message class (encoding the vxlan device, decoding an
+    address dump) and the request templates of the entries an agent writes. Nothing is
+    sent; the addresses of a node's namespace are read."""
     batch = netlink.Batch(None)  # never sent
     batch.vxlan("flannel.1", 1, 2, "10.0.0.1", 8472, 1450)
     batch.address(3, "flannel.1", "10.0.0.0/16")
@@ -590,9 +583,7 @@ def warm_up(node_netns: str) -> None:
     batch.neigh(3, "10.0.0.0", "02:00:00:00:00:01", state=NUD_REACHABLE)
     for onlink in (False, True):
         batch.gateway_route("10.1.0.0/24", "10.0.0.1", 3, PROTO_BOOT, onlink=onlink)
-    vxlan = netlink.ifinfmsg(batch.messages[0][1])
-    vxlan.decode()
-    netlink.get_link(node_netns, ifname="eth0")
+    netlink.addresses(node_netns, 1)
 
 
 def _on_term(signum, _frame) -> None:

@@ -61,6 +61,22 @@ def test_killed_agent_leaves_flows_working_and_keeps_its_subnet(root_required, t
         env = (state.node_dir(name, "master") / "subnet.env").read_text()
         assert f"FLANNEL_SUBNET={subnet.replace('.0/24', '.1/24')}" in env
         assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", pod3)
+        assert log.read_text().count("device-created") == 1  # its flannel.1 was kept
+
+
+def test_restarted_agent_replaces_a_device_of_another_vni(root_required, tmp_path_factory):
+    name = "fault-vni"
+    with fresh_lab(topology(tmp_path_factory, name)) as result:
+        pod3 = result.state.nodes["minion"]["pods"]["pod3"]
+        processes.stop([proc(name, "flanneld-master")])
+        sh(name, "master", "ip", "link", "del", "flannel.1")
+        sh(name, "master", "ip", "link", "add", "flannel.1", "type", "vxlan", "id", "9")
+        assert lab.restart(name, "flanneld-master")
+        log = state.node_dir(name, "master") / "flanneld.log"
+        assert wait_for(lambda: "device-removed" in log.read_text())
+        assert wait_for(lambda: "fdb-written" in log.read_text().split("device-removed")[1])
+        assert "vxlan id 1 " in sh(name, "master", "ip", "-d", "link", "show", "flannel.1")
+        assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", pod3)
 
 
 def test_killed_etcd_keeps_entries_and_agents_recover(root_required, tmp_path_factory):

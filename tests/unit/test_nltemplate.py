@@ -154,3 +154,46 @@ def test_fdb_entries_are_read_as_pyroute2_decodes_them():
             ref.get_attr("NDA_DST"),
         )
         assert netlink.fdb_entry(data, index + 1) is None  # another device's entry
+
+
+def test_links_are_read_as_pyroute2_decodes_them():
+    """`get_link` reads replies by hand; pyroute2 decoding the same bytes is the reference."""
+    for _ in range(200):
+        msg = ifinfmsg()
+        msg["index"] = _index()
+        attrs = [("IFLA_IFNAME", _name()), ("IFLA_MTU", RNG.randrange(68, 65536))]
+        if RNG.random() < 0.8:
+            attrs.append(("IFLA_ADDRESS", _mac()))
+        if RNG.random() < 0.5:
+            attrs.append(("IFLA_IFALIAS", _name()))
+        kind = RNG.choice([None, "veth", "bridge", "vxlan"])
+        if kind == "vxlan":
+            data = [
+                ("IFLA_VXLAN_ID", RNG.randrange(1, 2**24)),
+                ("IFLA_VXLAN_LOCAL", _ip()),
+                ("IFLA_VXLAN_PORT", RNG.randrange(1, 65536)),
+            ]
+            info = {"attrs": [("IFLA_INFO_KIND", kind), ("IFLA_INFO_DATA", {"attrs": data})]}
+            attrs.append(("IFLA_LINKINFO", info))
+        elif kind:
+            attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]}))
+        RNG.shuffle(attrs)
+        msg["attrs"] = attrs
+        raw = nltemplate.encode(msg)
+        ref = ifinfmsg(raw)
+        ref.decode()
+        link = netlink.link_of(raw)
+        assert (link.index, link.ifname, link.mtu, link.mac, link.alias, link.kind) == (
+            ref["index"],
+            ref.get_attr("IFLA_IFNAME"),
+            ref.get_attr("IFLA_MTU"),
+            ref.get_attr("IFLA_ADDRESS"),
+            ref.get_attr("IFLA_IFALIAS"),
+            ref.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+        )
+        vxlan = ref.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+        if kind == "vxlan":
+            want = tuple(vxlan.get_attr(f"IFLA_VXLAN_{k}") for k in ("ID", "PORT", "LOCAL"))
+            assert link.vxlan == want
+        else:
+            assert link.vxlan is None
