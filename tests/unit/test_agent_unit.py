@@ -1,10 +1,20 @@
-"""The agent's pure parts: flannel's lease value byte for byte, and subnet choice."""
+"""The agent's pure parts: flannel's lease value byte for byte, subnet choice, and how a
+watch stream from etcd is read."""
 
 from __future__ import annotations
 
+import base64
+import json
+import socket
+import threading
+import time
 from ipaddress import IPv4Network
 
+import pytest
+
+from labnet.agent import store
 from labnet.agent.flannel import Lease, free_subnets
+from labnet.agent.store import StreamedLines, _watch_events
 
 
 def test_lease_value_is_flannel_v07_json():
@@ -41,3 +51,61 @@ def test_host_gw_lease_has_no_backend_data():
     lease = Lease(IPv4Network("172.16.2.0/24"), "10.46.1.2", None, "host-gw")
     assert lease.to_json() == '{"PublicIP":"10.46.1.2","BackendType":"host-gw"}'
     assert Lease.parse("/coreos.com/network/subnets/172.16.2.0-24", lease.to_json()) == lease
+
+
+def test_unparsable_lease_keys_are_refused():
+    value = '{"PublicIP":"10.0.0.1","BackendType":"host-gw"}'
+    for key in ("172.16.5-24", "172.16.5.1-24", "x-24", "172.16.5.0-33"):
+        with pytest.raises(ValueError):
+            Lease.parse(f"/coreos.com/network/subnets/{key}", value)
+
+
+def _chunked(*parts: bytes) -> list[bytes]:
+    return [b"%x\r\n%s\r\n" % (len(p), p) for p in parts]
+
+
+def test_a_watch_stream_is_read_as_lines_and_lines_arriving_together_are_batched():
+    """etcd's gateway streams a watch as chunks, one JSON line each; they are split anywhere."""
+    ours, etcd = socket.socketpair()
+    with ours, etcd:
+        stream = StreamedLines(ours)
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        wire = head + b"".join(_chunked(b'{"result":{"a":1}}\n', b'{"result":', b'{"b":2}}\n'))
+        for i in range(0, len(wire), 7):  # in pieces of 7 bytes, as TCP may deliver them
+            etcd.sendall(wire[i : i + 7])
+        assert stream.lines() == [b'{"result":{"a":1}}', b'{"result":{"b":2}}']
+
+        def later() -> None:
+            time.sleep(store.BATCH_WAIT / 5)
+            etcd.sendall(b"".join(_chunked(b'{"c":3}\n')))
+
+        etcd.sendall(b"".join(_chunked(b'{"d":4}\n')))
+        threading.Thread(target=later).start()
+        assert stream.lines() == [b'{"d":4}', b'{"c":3}']  # within BATCH_WAIT: one batch
+        etcd.sendall(b"0\r\n\r\n")
+        assert stream.lines() == []  # the end of the stream
+
+
+def test_a_refused_watch_is_an_error():
+    ours, etcd = socket.socketpair()
+    with ours, etcd:
+        etcd.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        with pytest.raises(OSError, match="503"):
+            StreamedLines(ours).lines()
+
+
+def test_watch_events_keep_their_order_and_deletions():
+    def line(*events: dict) -> bytes:
+        return json.dumps({"result": {"events": list(events)}}).encode()
+
+    def kv(key: str, value: str | None = None) -> dict:
+        out = {"key": base64.b64encode(key.encode()).decode()}
+        if value is not None:
+            out["value"] = base64.b64encode(value.encode()).decode()
+        return {"kv": out} | ({} if value is not None else {"type": "DELETE"})
+
+    lines = [line(kv("/a", "1"), kv("/b")), line(kv("/c", "3"))]
+    events, canceled = _watch_events(lines)
+    assert events == [("/a", b"1"), ("/b", None), ("/c", b"3")] and not canceled
+    events, canceled = _watch_events([line(kv("/a", "1")), b'{"result":{"canceled":true}}'])
+    assert events == [("/a", b"1")] and canceled
