@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import encodings.idna  # noqa: F401 - socket's host lookup imports it: once, before agents fork
-import http.client
 import json
 import socket
 import threading
@@ -18,6 +17,7 @@ ETCD_TIMEOUT = 10  # seconds a call may take: 50 agents starting at once load a 
 # seconds a watch waits after an event for more: each wake-up of an agent cost it about 2 ms
 # of CPU, and its node's 49 leases arrive spread over a few seconds of a 50-node up
 BATCH_WAIT = 0.05
+JSON = {"Content-Type": "application/json"}
 Changed = Callable[[list[tuple[str, bytes | None]]], None]  # (key, value; None: deleted)
 
 
@@ -30,44 +30,71 @@ def _prefix_end(prefix: str) -> str:
 
 
 class _Http:
-    """Keep-alive HTTP to one of the endpoints, one connection per thread (watch, renew and
-    start-up run at once), TCP_NODELAY (or each request waits 40 ms for an ACK). A failed
-    call moves the store to the next member of a cluster."""
+    """Keep-alive HTTP/1.1 to one of the endpoints, one connection per thread (watch, renew
+    and start-up run at once), TCP_NODELAY (or each request waits 40 ms for an ACK). A failed
+    call moves the store to the next member of a cluster. Written and read straight on the
+    socket: http.client cost 2.4-3.2 ms of CPU a request here, this 0.9-1.1 ms, and an agent
+    makes five before its node's subnet.env is written."""
 
     def __init__(self, endpoints: list[tuple[str, int]]) -> None:
         self.endpoints = endpoints
         self._at = 0
         self._local = threading.local()
 
-    def connect(self, timeout: float | None) -> http.client.HTTPConnection:
-        host, port = self.endpoints[self._at]
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        conn.connect()
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+    def connect(self, timeout: float | None) -> socket.socket:
+        sock = socket.create_connection(self.endpoints[self._at], timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def failover(self) -> None:
         self._at = (self._at + 1) % len(self.endpoints)
 
+    def send(self, sock: socket.socket, method: str, path: str, body: str | None,
+             headers: dict[str, str]) -> None:  # fmt: skip
+        host, port = self.endpoints[self._at]
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        data = (body or "").encode()
+        if body is not None:
+            lines.append(f"Content-Length: {len(data)}")
+        sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + data)
+
     def request(
-        self, method: str, path: str, body: str | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        body: str | None,
+        headers: dict[str, str],
+        timeout: float | None = ETCD_TIMEOUT,
     ) -> tuple[int, bytes]:
-        conn = getattr(self._local, "conn", None)
+        """(status, body). With no timeout (a long poll) on a connection of its own."""
+        kept = timeout is not None
+        sock = getattr(self._local, "sock", None) if kept else None
         for attempt in (1, 2):  # a kept-alive connection the server closed: once more, anew
             try:
-                if conn is None:
-                    conn = self._local.conn = self.connect(ETCD_TIMEOUT)
-                conn.request(method, path, body, headers)
-                resp = conn.getresponse()
-                return resp.status, resp.read()
-            except (OSError, http.client.HTTPException):
-                if conn is not None:
-                    conn.close()
-                conn = self._local.conn = None
+                if sock is None:
+                    sock = self.connect(timeout)
+                    if kept:
+                        self._local.sock = sock
+                self.send(sock, method, path, body, headers)
+                resp = HttpResponse(sock)
+                data = resp.read()
+                if not kept or resp.close:
+                    self._drop(sock)
+                return resp.status, data
+            except OSError:
+                if sock is not None:
+                    self._drop(sock)
+                sock = None
                 if attempt == 2:
                     self.failover()
                     raise
         raise OSError("unreachable")
+
+    def _drop(self, sock: socket.socket) -> None:
+        sock.close()
+        if getattr(self._local, "sock", None) is sock:
+            self._local.sock = None
 
 
 class V3Store:
@@ -83,9 +110,7 @@ class V3Store:
         self.lease_id: str | None = None
 
     def _call(self, path: str, body: dict) -> dict:
-        status, data = self.http.request(
-            "POST", path, json.dumps(body), {"Content-Type": "application/json"}
-        )
+        status, data = self.http.request("POST", path, json.dumps(body), JSON)
         if status != 200:
             raise OSError(f"etcd {path}: HTTP {status} {data[:200]!r}")
         return json.loads(data)
@@ -131,16 +156,10 @@ class V3Store:
             "start_revision": str(revision + 1),
         }
         body = json.dumps({"create_request": create})
-        host, port = self.http.endpoints[self.http._at]
         try:
-            with socket.create_connection((host, port)) as sock:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.sendall(
-                    f"POST /v3/watch HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                    f"{body}".encode()
-                )
-                stream = StreamedLines(sock)
+            with self.http.connect(None) as sock:
+                self.http.send(sock, "POST", "/v3/watch", body, JSON)
+                stream = HttpResponse(sock)
                 while lines := stream.lines():
                     events, canceled = _watch_events(lines)
                     if events:
@@ -167,55 +186,68 @@ def _watch_events(lines: list[bytes]) -> tuple[list[tuple[str, bytes | None]], b
     return events, False
 
 
-class StreamedLines:
-    """The body of a streamed HTTP/1.1 response (chunked, as etcd's gateway sends a watch),
-    as lines, read straight from the socket: http.client's reader took about 0.3 ms a line,
-    and a node of a 50-node lab reads dozens while the lab comes up."""
+class HttpResponse:
+    """An HTTP/1.1 response read straight from its socket: whole (read), or as the lines of a
+    stream as they arrive (lines: a watch, chunked as etcd's gateway sends it; http.client's
+    reader took about 0.3 ms a line, and a node of a 50-node lab reads dozens as the lab
+    comes up)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.raw = b""  # as received, after the headers: chunk sizes and data
-        self.body = b""  # the data, lines not yet handed out
-        self.chunked: bool | None = None  # None until the headers are in
+        self.raw = b""  # as received after the headers: chunk sizes and data
+        self.body = b""  # the data, not yet handed out
+        self.status = 0  # 0 until the headers are in
+        self.close = False  # the server closes the connection after this response
+        self.chunked = False
+        self.length: int | None = None  # Content-Length, when given
         self.ended = False
+
+    def read(self) -> bytes:
+        """The whole body (the socket's own timeout applies to each wait)."""
+        while not self.ended:
+            self._receive()
+        return self.body
 
     def lines(self) -> list[bytes]:
         """Waits for a complete line, then takes the lines arriving within BATCH_WAIT.
         Empty at the end of the stream; OSError on an answer other than 200."""
+        self.sock.settimeout(None)
         while b"\n" not in self.body and not self.ended:
-            self._receive(None)
+            self._receive()
+        if self.status != 200:
+            raise OSError(f"etcd watch: HTTP {self.status} {self.body[:200]!r}")
         deadline = time.monotonic() + BATCH_WAIT
         while not self.ended and (left := deadline - time.monotonic()) > 0:
-            if not self._receive(left):
+            self.sock.settimeout(left)
+            try:
+                self._receive()
+            except TimeoutError:
                 break
+            finally:
+                self.sock.settimeout(None)
         *complete, self.body = self.body.split(b"\n")
         return [line for line in complete if line.strip()]
 
-    def _receive(self, timeout: float | None) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(1 << 16)
-        except TimeoutError:
-            return False
+    def _receive(self) -> None:
+        data = self.sock.recv(1 << 16)
         if not data:
-            self.ended = True
-            return False
+            if not self.status or self.chunked or self.length is not None:
+                raise ConnectionError("etcd closed the connection mid-answer")
+            self.ended = True  # a body that runs until the connection closes
+            return
         self.raw += data
-        self._parse()
-        return True
+        try:
+            self._parse()
+        except ValueError as exc:  # a chunk size or Content-Length that is not a number
+            raise ConnectionError(f"not a valid HTTP answer: {exc}") from None
 
     def _parse(self) -> None:
-        if self.chunked is None:
-            head, sep, rest = self.raw.partition(b"\r\n\r\n")
-            if not sep:
-                return
-            status = head.split(b"\r\n", 1)[0].split()
-            if len(status) < 2 or status[1] != b"200":
-                raise OSError(f"etcd watch: {head[:200]!r}")
-            self.chunked = b"transfer-encoding: chunked" in head.lower()
-            self.raw = rest
+        if not self.status and not self._head():
+            return
         if not self.chunked:
             self.body, self.raw = self.body + self.raw, b""
+            if self.length is not None and len(self.body) >= self.length:
+                self.body, self.ended = self.body[: self.length], True
             return
         while not self.ended:
             size_line, sep, rest = self.raw.partition(b"\r\n")
@@ -229,6 +261,27 @@ class StreamedLines:
                 return
             self.body += rest[:size]
             self.raw = rest[size + 2 :]
+
+    def _head(self) -> bool:
+        head, sep, rest = self.raw.partition(b"\r\n\r\n")
+        if not sep:
+            return False
+        status_line, *fields = head.split(b"\r\n")
+        parts = status_line.split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ConnectionError(f"not an HTTP answer: {status_line[:100]!r}")
+        self.status = int(parts[1])
+        for field in fields:
+            name, _, value = field.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length":
+                self.length = int(value)
+            elif name == b"transfer-encoding":
+                self.chunked = b"chunked" in value
+            elif name == b"connection":
+                self.close = value == b"close"
+        self.raw = rest
+        return True
 
 
 class V2Store:
@@ -249,13 +302,8 @@ class V2Store:
     def _wait(self, prefix: str, index: int) -> tuple[int, dict]:
         """One long poll (?wait=true), on a connection of its own with no timeout."""
         query = urllib.parse.urlencode({"wait": "true", "recursive": "true", "waitIndex": index})
-        conn = self.http.connect(None)
-        try:
-            conn.request("GET", f"/v2/keys{prefix}?{query}")
-            resp = conn.getresponse()
-            return resp.status, json.loads(resp.read() or b"{}")
-        finally:
-            conn.close()
+        status, data = self.http.request("GET", f"/v2/keys{prefix}?{query}", None, {}, None)
+        return status, json.loads(data or b"{}")
 
     def get(self, key: str) -> bytes | None:
         status, data = self._call("GET", key)
@@ -285,7 +333,7 @@ class V2Store:
         while True:
             try:
                 status, data = self._wait(prefix.rstrip("/"), index)
-            except (OSError, http.client.HTTPException):
+            except OSError:
                 time.sleep(0.5)
                 continue
             if status != 200 or "node" not in data:

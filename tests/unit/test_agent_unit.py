@@ -14,7 +14,7 @@ import pytest
 
 from labnet.agent import store
 from labnet.agent.flannel import Lease, free_subnets
-from labnet.agent.store import StreamedLines, _watch_events
+from labnet.agent.store import HttpResponse, _watch_events
 
 
 def test_lease_value_is_flannel_v07_json():
@@ -68,7 +68,7 @@ def test_a_watch_stream_is_read_as_lines_and_lines_arriving_together_are_batched
     """etcd's gateway streams a watch as chunks, one JSON line each; they are split anywhere."""
     ours, etcd = socket.socketpair()
     with ours, etcd:
-        stream = StreamedLines(ours)
+        stream = HttpResponse(ours)
         head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         wire = head + b"".join(_chunked(b'{"result":{"a":1}}\n', b'{"result":', b'{"b":2}}\n'))
         for i in range(0, len(wire), 7):  # in pieces of 7 bytes, as TCP may deliver them
@@ -91,7 +91,7 @@ def test_a_refused_watch_is_an_error():
     with ours, etcd:
         etcd.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
         with pytest.raises(OSError, match="503"):
-            StreamedLines(ours).lines()
+            HttpResponse(ours).lines()
 
 
 def test_watch_events_keep_their_order_and_deletions():
@@ -109,3 +109,30 @@ def test_watch_events_keep_their_order_and_deletions():
     assert events == [("/a", b"1"), ("/b", None), ("/c", b"3")] and not canceled
     events, canceled = _watch_events([line(kv("/a", "1")), b'{"result":{"canceled":true}}'])
     assert events == [("/a", b"1")] and canceled
+
+
+def test_answers_are_read_whole_by_length_chunks_or_close():
+    ours, etcd = socket.socketpair()
+    with ours, etcd:
+        etcd.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        first = HttpResponse(ours)
+        assert (first.read(), first.status, first.close) == (b"hello", 200, False)
+        etcd.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
+        second = HttpResponse(ours)  # the next answer on the kept-alive connection
+        assert (second.read(), second.status) == (b"{}", 404)
+        etcd.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        etcd.sendall(b"".join(_chunked(b'{"kvs":', b"[]}")) + b"0\r\n\r\n")
+        assert HttpResponse(ours).read() == b'{"kvs":[]}'
+        etcd.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+        etcd.shutdown(socket.SHUT_WR)
+        last = HttpResponse(ours)
+        assert (last.read(), last.close) == (b"until the end", True)
+
+
+def test_an_answer_cut_short_is_an_error():
+    ours, etcd = socket.socketpair()
+    with ours, etcd:
+        etcd.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort")
+        etcd.shutdown(socket.SHUT_WR)
+        with pytest.raises(ConnectionError):
+            HttpResponse(ours).read()
