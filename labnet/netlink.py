@@ -60,17 +60,12 @@ REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 AF_BRIDGE, NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK = 7, 0x80, 0x02, 0x04
 RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE = 254, 1, 0
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
-NDMSG_SIZE, NDA_DST, NDA_LLADDR = 12, 1, 2  # struct ndmsg; its attributes
-IFINFOMSG_SIZE, IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_IFALIAS = (
-    16,
-    1,
-    3,
-    4,
-    18,
-    20,
-)
+# what get_link and fdb_entries read by hand: the headers' sizes, the attributes' types
+IFINFOMSG_SIZE, NDMSG_SIZE = 16, 12
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 18, 20
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_PORT = 1, 4, 15
+NDA_DST, NDA_LLADDR = 1, 2
 SEND_CHUNK = 64 * 1024  # under the socket's default send buffer
 NLMSGHDR = struct.Struct("=IHHII")
 # A veth asked for no queue count gets one per possible CPU, then is cut down to one real
@@ -183,19 +178,18 @@ def link_of(data: bytes) -> Link:
     kind = _text(info.get(IFLA_INFO_KIND))
     vxlan = None
     if kind == "vxlan":
-        data_ = _attributes(info.get(IFLA_INFO_DATA, b""), 0)
-        local = data_.get(IFLA_VXLAN_LOCAL)
+        vx = _attributes(info.get(IFLA_INFO_DATA, b""), 0)
+        local = vx.get(IFLA_VXLAN_LOCAL)
         vxlan = (
-            struct.unpack("=I", data_[IFLA_VXLAN_ID])[0],
-            struct.unpack("!H", data_[IFLA_VXLAN_PORT])[0],
+            struct.unpack("=I", vx[IFLA_VXLAN_ID])[0],
+            struct.unpack("!H", vx[IFLA_VXLAN_PORT])[0],  # network order, as on the wire
             socket.inet_ntoa(local) if local else None,
         )
-    mac = attrs.get(IFLA_ADDRESS)
     return Link(
         index,
         _text(attrs.get(IFLA_IFNAME)) or "",
         struct.unpack("=I", attrs[IFLA_MTU])[0],
-        None if mac is None else ":".join(f"{b:02x}" for b in mac),
+        _mac(attrs.get(IFLA_ADDRESS)),
         _text(attrs.get(IFLA_IFALIAS)),
         kind,
         vxlan,
@@ -204,6 +198,10 @@ def link_of(data: bytes) -> Link:
 
 def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.rstrip(b"\0").decode()
+
+
+def _mac(raw: bytes | None) -> str | None:
+    return None if raw is None else ":".join(f"{b:02x}" for b in raw)
 
 
 def link_alias(ns: str, index: int) -> str | None:
@@ -259,10 +257,7 @@ def fdb_entry(data: bytes, index: int) -> tuple[str | None, str | None] | None:
     attrs = _attributes(data, NLMSGHDR.size + NDMSG_SIZE)
     lladdr, dst = attrs.get(NDA_LLADDR), attrs.get(NDA_DST)
     family = socket.AF_INET if dst is not None and len(dst) == 4 else socket.AF_INET6
-    return (
-        None if lladdr is None else ":".join(f"{b:02x}" for b in lladdr),
-        None if dst is None else socket.inet_ntop(family, dst),
-    )
+    return _mac(lladdr), None if dst is None else socket.inet_ntop(family, dst)
 
 
 def routes(ns: str | None) -> list[tuple[str | None, int, str | None]]:
