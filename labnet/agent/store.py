@@ -254,8 +254,9 @@ class HttpResponse:
             if not sep:
                 return
             size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                self.ended = True
+            if size == 0:  # the last chunk: then trailers, if any, and an empty line
+                if rest.startswith(b"\r\n") or b"\r\n\r\n" in rest:
+                    self.ended = True  # read to its very end: the next answer starts clean
                 return
             if len(rest) < size + 2:
                 return
@@ -263,7 +264,7 @@ class HttpResponse:
             self.raw = rest[size + 2 :]
 
     def _head(self) -> bool:
-        head, sep, rest = self.raw.partition(b"\r\n\r\n")
+        head, sep, rest = self.raw.lstrip(b"\r\n").partition(b"\r\n\r\n")
         if not sep:
             return False
         status_line, *fields = head.split(b"\r\n")

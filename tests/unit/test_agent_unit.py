@@ -129,6 +129,25 @@ def test_answers_are_read_whole_by_length_chunks_or_close():
         assert (last.read(), last.close) == (b"until the end", True)
 
 
+def test_a_chunked_answer_is_read_to_its_last_empty_line():
+    """Else the next answer on a kept-alive connection would start with its leftovers."""
+    ours, etcd = socket.socketpair()
+    with ours, etcd:
+        etcd.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        etcd.sendall(b"".join(_chunked(b"one")) + b"0\r\n")
+
+        def rest() -> None:
+            time.sleep(0.05)
+            etcd.sendall(b"\r\n")
+
+        sender = threading.Thread(target=rest)
+        sender.start()
+        assert HttpResponse(ours).read() == b"one"
+        sender.join()  # its empty line is on the wire before the next answer
+        etcd.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+        assert HttpResponse(ours).read() == b"two"
+
+
 def test_an_answer_cut_short_is_an_error():
     ours, etcd = socket.socketpair()
     with ours, etcd:
