@@ -120,10 +120,9 @@ def create(name: str, inside: Callable[[], None] | None = None, reserved: bool =
     `reserved`: its file was made by reserve(). `inside()` runs in between, with the thread
     in the new namespace: no setns() of its own. If it fails, the namespace stays (its name
     is already recorded) and the error is raised."""
-    p = path(name)
     if not reserved:
-        _prepare_run_dir()
-        os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+        reserve([name])
+    p = path(name)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     mounted = False
     try:
