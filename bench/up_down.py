@@ -20,17 +20,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 t0 = time.perf_counter()
-from labnet import lab  # noqa: E402
+from labnet.lab import build, lookup, teardown  # noqa: E402
 
 IMPORT_S = time.perf_counter() - t0
 
 
 def first_answer(lab_name: str, src: str, dst_ip: str, timeout: float = 5.0) -> float:
     """Seconds until one ping from `src` to `dst_ip` is answered."""
-    place = lab.find(src, lab_name)
+    place = lookup.find(src, lab_name)
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
-        argv = lab.exec_argv(place, ["ping", "-c", "1", "-W", "1", dst_ip])
+        argv = lookup.exec_argv(place, ["ping", "-c", "1", "-W", "1", dst_ip])
         if subprocess.run(argv, capture_output=True).returncode == 0:
             return time.perf_counter() - started
     raise RuntimeError(f"{src} got no answer from {dst_ip}")
@@ -38,14 +38,14 @@ def first_answer(lab_name: str, src: str, dst_ip: str, timeout: float = 5.0) -> 
 
 def one_run(topology: str) -> dict[str, float]:
     t = time.perf_counter()
-    result = lab.up(topology)
+    result = build.up(topology)
     built = time.perf_counter() - t
     try:
         pod3 = result.state.nodes["minion"]["pods"]["pod3"]
         answered = first_answer(result.lab, "pod1", pod3)
     finally:
         t = time.perf_counter()
-        lab.down(result.lab)
+        teardown.down(result.lab)
         down = time.perf_counter() - t
     return {"up": built, "up_until_ping": built + answered, "down": down}
 

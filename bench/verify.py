@@ -17,8 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from labnet import lab  # noqa: E402
-from labnet import verify as verifier  # noqa: E402
+from labnet.lab import build, teardown  # noqa: E402
+from labnet.probe import verify as verifier  # noqa: E402
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--topology", default=str(HERE.parent / "topologies" / "flannel-vxlan.yaml"))
     args = ap.parse_args()
-    result = lab.up(args.topology)
+    result = build.up(args.topology)
     try:
         times, checks = [], 0
         for _ in range(args.runs):
@@ -36,7 +36,7 @@ def main() -> None:
             assert report.passed, [r.problems for r in report.results if not r.passed]
             checks = len(report.results)
     finally:
-        lab.down(result.lab)
+        teardown.down(result.lab)
     summary = {
         "median": statistics.median(times),
         "min": min(times),

@@ -3,6 +3,6 @@
 import sys
 
 if not sys.flags.no_site:  # the launcher runs stdlib-only (python -S): no pyroute2 to find
-    from . import lazy_pyroute2
+    from labnet.kernel import lazy_pyroute2
 
     lazy_pyroute2.install()  # before any labnet module imports pyroute2

@@ -1,3 +1,5 @@
-from .program import main
+"""`python -m labnet TASK ...`: what `./scripts/inv` runs (the `labnet` command is the same)."""
 
-main()
+from labnet.cli.program import main
+
+main(binary="inv")

@@ -9,30 +9,32 @@ from pathlib import Path
 
 import pytest
 
-from labnet import etcd_server, lab, state
+from labnet.daemons import etcd as etcd_server
+from labnet.daemons import state
+from labnet.lab import build, lookup, teardown
 from tests.conftest import REFERENCE
 
 pytestmark = pytest.mark.lab
 
 
 @contextmanager
-def fresh_lab(topology: Path | str) -> Iterator[lab.UpResult]:
+def fresh_lab(topology: Path | str) -> Iterator[build.UpResult]:
     """Up a lab from scratch (a leftover of an earlier run is removed first), down afterwards."""
-    name = lab.resolve_lab(str(topology))
+    name = lookup.resolve_lab(str(topology))
     if state.lab_dir(name).exists():
-        lab.down(name)
-    result = lab.up(str(topology))
+        teardown.down(name)
+    result = build.up(str(topology))
     try:
         yield result
     finally:
-        lab.down(result.lab)
+        teardown.down(result.lab)
 
 
 def sh(lab_name: str, name: str, *argv: str, check: bool = True) -> str:
     """Run argv in a lab's node or pod, as a learner would with `ip netns exec`."""
-    place = lab.find(name, lab_name)
+    place = lookup.find(name, lab_name)
     proc = subprocess.run(
-        lab.exec_argv(place, list(argv)), capture_output=True, text=True, timeout=60
+        lookup.exec_argv(place, list(argv)), capture_output=True, text=True, timeout=60
     )
     if check:
         assert proc.returncode == 0, f"{argv} in {name}: {proc.stdout}{proc.stderr}"
@@ -46,7 +48,7 @@ def etcdctl(lab_name: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def reference_lab(root_required) -> Iterator[lab.UpResult]:
+def reference_lab(root_required) -> Iterator[build.UpResult]:
     with fresh_lab(REFERENCE) as result:
         yield result
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from labnet import netns
+from labnet.kernel import netns
 from tests.conftest import run_inv
 
 pytestmark = pytest.mark.lab

@@ -6,7 +6,10 @@ import os
 
 import pytest
 
-from labnet import lab, model, netns, plan, processes, state
+from labnet import model, plan
+from labnet.daemons import processes, state
+from labnet.kernel import netns
+from labnet.lab import teardown
 from tests.conftest import run_inv
 from tests.lab import rootns
 from tests.lab.conftest import etcdctl, fresh_lab, sh, variant
@@ -18,7 +21,7 @@ LAB = "flannel-clean"
 def test_down_leaves_nothing_and_root_namespace_unchanged(root_required, tmp_path_factory):
     path = variant(tmp_path_factory, LAB, {})
     if state.lab_dir(LAB).exists():
-        lab.down(LAB)
+        teardown.down(LAB)
     before = rootns.snapshot()
     namespaces_before = set(netns.list_names())
     proc = run_inv("up", str(path))

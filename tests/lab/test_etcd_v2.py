@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from labnet import etcd_server
+from labnet.daemons import etcd as etcd_server
 from tests.conftest import ROOT
 from tests.lab.conftest import fresh_lab, sh
 

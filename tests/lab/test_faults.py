@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from labnet import etcd_server, lab, processes, state
+from labnet.daemons import etcd as etcd_server
+from labnet.daemons import processes, state
+from labnet.lab import start
 from tests.conftest import ROOT, run_inv
 from tests.lab.conftest import etcdctl, fresh_lab, sh
 
@@ -71,7 +73,7 @@ def test_restarted_agent_replaces_a_device_of_another_vni(root_required, tmp_pat
         processes.stop([proc(name, "flanneld-master")])
         sh(name, "master", "ip", "link", "del", "flannel.1")
         sh(name, "master", "ip", "link", "add", "flannel.1", "type", "vxlan", "id", "9")
-        assert lab.restart(name, "flanneld-master")
+        assert start.restart(name, "flanneld-master")
         log = state.node_dir(name, "master") / "flanneld.log"
         assert wait_for(lambda: "device-removed" in log.read_text())
         assert wait_for(lambda: "fdb-written" in log.read_text().split("device-removed")[1])
@@ -88,7 +90,7 @@ def test_killed_etcd_keeps_entries_and_agents_recover(root_required, tmp_path_fa
         assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "2", "-i", "0.2", "172.16.57.15")
         assert "self permanent" in sh(name, "master", "bridge", "fdb", "show", "dev", "flannel.1")
         time.sleep(1.0)  # agents notice and retry
-        lab.restart(name, "etcd")
+        start.restart(name, "etcd")
         # back: a change in etcd reaches the agents again
         etcdctl(name, "del", "/coreos.com/network/subnets/172.16.57.0-24")
         assert wait_for(
@@ -138,7 +140,7 @@ def test_three_member_etcd_survives_losing_one(root_required, tmp_path_factory):
         )
         assert members.count(", started, ") == 3
         processes.stop([proc(name, "etcd")])  # the member every agent talks to first
-        assert lab.restart(name, "flanneld-master")  # it must write its lease elsewhere
+        assert start.restart(name, "flanneld-master")  # it must write its lease elsewhere
         log = state.node_dir(name, "master") / "flanneld.log"
         assert wait_for(lambda: log.read_text().count("lease-acquired") == 2)
         keys = sh(

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from labnet import netns, processes
+from labnet.daemons import processes
+from labnet.kernel import netns
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +56,7 @@ def test_the_forker_dies_with_its_parent(root_required, tmp_path):
     ns = f"labnet-fork-{os.getpid()}-orphan"
     script = textwrap.dedent(f"""
         import os, signal, time
-        from labnet import processes
+        from labnet.daemons import processes
         def slow():
             time.sleep(60)
             return 0

@@ -12,7 +12,8 @@ import time
 import pytest
 import yaml
 
-from labnet import generate, state
+from labnet.daemons import state
+from labnet.model import generate
 from tests.lab.conftest import etcdctl, fresh_lab, sh
 
 pytestmark = pytest.mark.lab

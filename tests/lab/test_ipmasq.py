@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from labnet import lab, state
-from labnet.workload import request
+from labnet.daemons import state
+from labnet.daemons.workload import request
+from labnet.lab import lookup
 from tests.lab.conftest import fresh_lab, sh, variant
 
 pytestmark = pytest.mark.lab
@@ -22,7 +23,7 @@ def ipmasq_lab(root_required, tmp_path_factory):
 
 
 def test_remote_pod_sees_the_real_pod_address(ipmasq_lab):
-    reply = request(lab.find("pod1", LAB).netns, "http", "172.16.57.15", 8080)
+    reply = request(lookup.find("pod1", LAB).netns, "http", "172.16.57.15", 8080)
     assert reply.split()[0] == "pod3"
     assert reply.split()[1].startswith("172.16.99.8:")
 
@@ -38,5 +39,5 @@ def test_flannel_rules_come_before_docker_masquerade(ipmasq_lab):
 
 
 def test_internet_still_sees_the_node(ipmasq_lab):
-    reply = request(lab.find("pod1", LAB).netns, "http", "203.0.113.10", 80)
+    reply = request(lookup.find("pod1", LAB).netns, "http", "203.0.113.10", 80)
     assert re.fullmatch(r"internet 10\.46\.181\.145:\d+", reply)

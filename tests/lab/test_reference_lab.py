@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from labnet import lab, netns, state
+from labnet.daemons import state
+from labnet.kernel import netns
+from labnet.lab import status
 from tests.conftest import REFERENCE, run_inv
 from tests.lab.conftest import etcdctl, sh
 
@@ -174,7 +176,7 @@ def test_cli_exec_logs_status(reference_lab):
 
 
 def test_status_reports_leases_and_processes(reference_lab):
-    s = lab.status(LAB)
+    s = status.status(LAB)
     assert all(s.alive.values()) and all(s.namespaces_present.values())
     keys = set(s.leases)
     assert keys == {

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from labnet import netns, realize
 from labnet.errors import LabFailure
+from labnet.kernel import netns, realize
 from labnet.plan import Rules
 
 pytestmark = pytest.mark.lab

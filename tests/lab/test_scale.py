@@ -7,7 +7,13 @@ import json
 import pytest
 import yaml
 
-from labnet import baseline, benchmark, generate, lab, model, netns, plan, processes, state
+from labnet import model, plan
+from labnet.bench import baseline
+from labnet.bench import run as benchmark
+from labnet.daemons import processes, state
+from labnet.kernel import netns
+from labnet.lab import lookup
+from labnet.model import generate
 from tests.lab.conftest import fresh_lab, sh
 
 pytestmark = pytest.mark.lab
@@ -83,4 +89,4 @@ def test_planned_ifindexes_and_one_reaped_process_per_container(root_required, t
     for c in containers:  # reaped by the launcher, not left as zombies
         assert processes.state_letter(c.pid) is None or not processes.is_ours(c)
     assert not processes.alive(launcher)
-    assert lab.resolve_lab(str(path)) not in state.labs()
+    assert lookup.resolve_lab(str(path)) not in state.labs()

@@ -9,8 +9,11 @@ from collections import Counter
 
 import pytest
 
-from labnet import iptables, kubeproxy, lab, model
-from labnet.workload import request
+from labnet import model
+from labnet.daemons.workload import request
+from labnet.kernel import iptables
+from labnet.lab import lookup
+from labnet.plan import kubeproxy
 from tests.conftest import REFERENCE, run_inv
 from tests.lab.conftest import sh
 
@@ -20,7 +23,7 @@ MASTER_IP, MINION_IP = "10.46.181.145", "10.46.181.146"
 
 
 def ns(name: str) -> str:
-    return lab.find(name, LAB).netns
+    return lookup.find(name, LAB).netns
 
 
 def who(reply: str) -> tuple[str, str]:
@@ -52,7 +55,7 @@ def test_article_chains_in_iptables_listing(reference_lab):
 def test_loaded_rules_are_what_kube_proxy_renders(reference_lab):
     """Parsed rules, not text: iptables-save prints them in its own way."""
     topo = model.load(REFERENCE)
-    want = kubeproxy.render(topo.services, lab.load_state(LAB).addresses).chains
+    want = kubeproxy.render(topo.services, lookup.load_state(LAB).addresses).chains
     for node in ("master", "minion"):
         live = iptables.parse_save(iptables.save(ns(node)))
         for chain, rules in want.items():

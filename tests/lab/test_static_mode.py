@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from labnet import state
+from labnet.daemons import state
 from tests.lab.conftest import etcdctl, fresh_lab, sh
 
 pytestmark = pytest.mark.lab

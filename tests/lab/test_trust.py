@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from labnet import lab, netns, processes, state, teardown
+from labnet.daemons import processes, state
+from labnet.kernel import netns
+from labnet.lab import build, teardown
 from tests.conftest import ROOT, run_inv
 from tests.lab.conftest import fresh_lab, sh, variant
 
@@ -66,7 +68,7 @@ def test_after_the_crashes_the_next_up_works(root_required):
 @pytest.mark.parametrize("damage", ["missing", "garbage", "truncated"])
 def test_down_all_finds_labs_whose_state_is_damaged(root_required, damage):
     before = set(netns.list_names())
-    result = lab.up(str(MINIMAL))
+    result = build.up(str(MINIMAL))
     names = list(result.state.namespaces)
     path = state.state_file(LAB)
     if damage == "missing":
@@ -161,7 +163,7 @@ def test_state_and_logs_are_not_world_writable(root_required):
 def test_unrecorded_daemons_are_found_by_their_namespace(root_required):
     """A daemon started just before a crash, missing from the state file, is still stopped."""
     before = set(netns.list_names())
-    result = lab.up(str(MINIMAL))
+    result = build.up(str(MINIMAL))
     st = state.load(LAB)
     agent = next(p for p in st.processes if p.name == "flanneld-master")
     st.processes = [p for p in st.processes if p is not agent]

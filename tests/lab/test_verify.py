@@ -7,8 +7,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from labnet import capture, lab, model, processes, state
-from labnet import verify as verifier
+from labnet import model
+from labnet.daemons import processes, state
+from labnet.lab import lookup
+from labnet.probe import capture
+from labnet.probe import verify as verifier
 from tests.conftest import REFERENCE, run_inv
 from tests.lab.conftest import fresh_lab, sh, variant
 
@@ -154,4 +157,4 @@ def test_masquerade_rule_dropped(lab_to_break):
     node, ifname, direction, why = first_failure("pod1 to the internet")
     assert (node, ifname, direction) == ("master", "eth0", "out")
     assert "MASQUERADE" in why
-    assert lab.find("pod1", BROKEN)  # the lab itself is still there to inspect
+    assert lookup.find("pod1", BROKEN)  # the lab itself is still there to inspect

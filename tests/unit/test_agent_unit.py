@@ -12,9 +12,9 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from labnet.agent import store
-from labnet.agent.flannel import Lease, free_subnets
-from labnet.agent.store import HttpResponse, _watch_events
+from labnet.daemons.flannel import store
+from labnet.daemons.flannel.agent import Lease, free_subnets
+from labnet.daemons.flannel.store import HttpResponse, _watch_events
 
 
 def test_lease_value_is_flannel_v07_json():

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from invoke.exceptions import Exit
 
-from labnet import cli, lab, model, netns
+from labnet import model
+from labnet.cli import glue as cli
 from labnet.errors import TopologyError
+from labnet.kernel import netns
+from labnet.lab import build
 
 BAD = sorted((Path(__file__).parent.parent / "bad").glob("*.yaml"))
 
@@ -46,5 +49,5 @@ def test_refused_with_file_line_and_field(path, capsys):
 def test_up_creates_nothing(path):
     before = netns.list_names()
     with pytest.raises(TopologyError):
-        lab.up(str(path))
+        build.up(str(path))
     assert netns.list_names() == before

@@ -9,7 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from labnet import baseline, benchmark, benchplot, model, plan, render, state
+from labnet import model, plan
+from labnet.bench import baseline, table
+from labnet.bench import plot as benchplot
+from labnet.bench import run as benchmark
+from labnet.daemons import state
 from labnet.errors import InputError
 from tests.conftest import REFERENCE
 
@@ -87,11 +91,12 @@ def test_plot_is_an_svg_with_both_charts():
 def test_mininet_runs_contained_without_host_wide_changes():
     """mn runs in its own PID namespace (all it starts dies with it), with its sysctl limits
     and its pattern-killing, /tmp-deleting clean-up disabled."""
-    argv = baseline._mininet_argv(100)
+    argv = baseline._mininet_argv(100, "/usr/bin/mn", "/usr/bin/python3")
     assert argv[:4] == ["ip", "netns", "exec", baseline.MININET_NETNS]
     assert argv[4:7] == ["unshare", "--pid", "--fork"]
     runner = argv[argv.index("-c") + 1]
     assert "fixLimits = lambda: None" in runner and "cleanup = " in runner
+    assert argv[argv.index("-c") - 1] == "/usr/bin/python3"  # mn's own interpreter
     assert argv[-2:] == ["--topo", "single,100"]
 
 
@@ -113,8 +118,8 @@ def test_table_shows_labnets_up_with_its_fastest_and_slowest_run():
     }
     machine = {"cpus": 2, "kernel": "6.x", "python": "3.11"}
     one_run = case | {"label": "once", "labnet": [{"up": 1.04, "down": 0.1}]}
-    table = render.bench_table({"runs": 3, "machine": machine, "cases": [case, one_run]})
-    up = [str(cell) for cell in table.columns[3].cells]
+    rendered = table.bench_table({"runs": 3, "machine": machine, "cases": [case, one_run]})
+    up = [str(cell) for cell in rendered.columns[3].cells]
     assert up == ["1.04 (0.76-1.19)", "1.04"]
 
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from labnet.program import fill_optional_positionals
+from labnet.cli.program import fill_optional_positionals
 from tests.conftest import REFERENCE, run_inv
 
 TASKS = {"up", "down", "status", "exec"}
@@ -125,7 +125,8 @@ def test_missing_tool_names_the_package():
     ],
 )
 def test_bad_input_creates_nothing(tmp_path, text):
-    from labnet import netns, state
+    from labnet.daemons import state
+    from labnet.kernel import netns
 
     bad = tmp_path / "broken.yaml"
     bad.write_text(text)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from labnet import generate, model
+from labnet import model
 from labnet.errors import InputError
+from labnet.model import generate
 from tests.conftest import run_inv
 
 

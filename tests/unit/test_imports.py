@@ -5,7 +5,7 @@ import sys
 
 PROBE = """
 import sys
-import labnet.lab
+import labnet.lab.build
 heavy = [m for m in ("pyroute2.iproute", "pyroute2.ndb.main", "pyroute2.ipdb") if m in sys.modules]
 print("heavy:", heavy)
 from pyroute2 import IPRoute  # still there for whoever asks, through pyroute2's own __init__

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from labnet import kubeproxy
 from labnet.model import Service, ServicePort
+from labnet.plan import kubeproxy
 
 
 def svc(ns: str, name: str, port: ServicePort, endpoints=(), affinity="None", kind="ClusterIP"):

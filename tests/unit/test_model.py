@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from labnet import model
-from labnet.errors import EXIT_BAD_INPUT, TopologyError
+from labnet.errors import EXIT_BAD_INPUT, InputError, TopologyError
 from tests.conftest import REFERENCE
 
 
@@ -222,7 +222,7 @@ def test_bad_topologies_name_file_line_and_field(tmp_path, case):
 
 
 def test_missing_file_is_input_error(tmp_path):
-    with pytest.raises(model.InputError):
+    with pytest.raises(InputError):
         model.load(tmp_path / "nope.yaml")
 
 
@@ -246,48 +246,18 @@ def test_reference_services_and_external_hosts():
 def test_schema_is_valid_json_schema():
     import jsonschema
 
-    jsonschema.Draft202012Validator.check_schema(model.schema())
+    jsonschema.Draft202012Validator.check_schema(model.schema.schema())
 
 
-class _NoValidator:
-    def __init__(self, *args, **kwargs) -> None:
-        raise AssertionError("jsonschema ran")
-
-
-def test_a_topology_that_passed_the_schema_is_not_validated_again(tmp_path, monkeypatch):
-    import jsonschema
-
-    from labnet import state
+def test_loading_a_topology_writes_nothing(tmp_path, monkeypatch):
+    """The model stage is pure: it reads the file and leaves the disk as it was."""
+    from labnet.daemons import state
 
     monkeypatch.setattr(state, "STATE_ROOT", tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
     path = write(tmp_path, "name: tiny\nnodes: [{name: a}, {name: b}]\n")
-    model.load(path)
-    assert len((tmp_path / "run" / state.SCHEMA_CHECKED).read_text().split()) == 1
-    monkeypatch.setattr(jsonschema, "Draft202012Validator", _NoValidator)
-    assert model.load(path).name == "tiny"  # remembered: jsonschema not even imported
-    path.write_text("name: tiny\nnodes: [{name: a}, {name: c}]\n")
-    with pytest.raises(AssertionError, match="jsonschema ran"):
-        model.load(path)  # changed: validated again
-
-
-def test_a_topology_that_failed_the_schema_is_not_remembered(tmp_path, monkeypatch):
-    from labnet import state
-
-    monkeypatch.setattr(state, "STATE_ROOT", tmp_path / "run")
-    path = write(tmp_path, "name: tiny\nnodes: [{name: a, colour: red}]\n")
-    for _ in range(2):
-        with pytest.raises(TopologyError, match="colour"):
-            model.load(path)
-    assert not (tmp_path / "run" / state.SCHEMA_CHECKED).exists()
-
-
-def test_the_schema_cache_keeps_only_the_newest_digests(tmp_path, monkeypatch):
-    from labnet import state
-
-    monkeypatch.setattr(state, "STATE_ROOT", tmp_path / "run")
-    monkeypatch.setattr(state, "SCHEMA_CHECKED_MAX", 3)
-    for digest in "abcde":
-        state.remember_schema_checked(digest)
-    assert (tmp_path / "run" / state.SCHEMA_CHECKED).read_text().split() == ["c", "d", "e"]
-    assert state.schema_checked("e") and not state.schema_checked("a")
-    assert [p.name for p in (tmp_path / "run").iterdir()] == [state.SCHEMA_CHECKED]
+    before = sorted(tmp_path.rglob("*"))
+    assert model.load(path).name == "tiny"
+    with pytest.raises(TopologyError, match="colour"):
+        model.load(write(tmp_path, "name: tiny\nnodes: [{name: a, colour: red}]\n"))
+    assert sorted(tmp_path.rglob("*")) == before  # the same lab.yaml, rewritten by the test

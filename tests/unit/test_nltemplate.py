@@ -8,8 +8,8 @@ import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
-from labnet import netlink, nltemplate
-from labnet.netlink import NLMSGHDR
+from labnet.kernel import netlink, nltemplate
+from labnet.kernel.netlink import NLMSGHDR
 
 RNG = random.Random(7)
 

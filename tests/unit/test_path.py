@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from labnet import model, path
+from labnet import model
+from labnet.plan import path
 from tests.conftest import REFERENCE
 
 SUBNETS = {"master": "172.16.99.0/24", "minion": "172.16.57.0/24"}
@@ -79,7 +80,7 @@ def test_ipmasq_keeps_the_pod_address():
 
 def test_host_gw_routes_pod_traffic_through_eth0_unencapsulated(tmp_path):
     """host-gw: no flannel.1; the node routes the other node's subnet via its address."""
-    from labnet import generate
+    from labnet.model import generate
     from tests.unit.test_generate import write
 
     topo = model.load(write(tmp_path, generate.topology(2, 4, backend="host-gw", name="hgw")))

@@ -113,7 +113,7 @@ def test_split_puts_etcd_first_and_loses_nothing():
 
 
 def test_node_pods_come_in_parts_with_docker0_first(tmp_path):
-    from labnet import generate
+    from labnet.model import generate
     from tests.unit.test_generate import write
 
     topo = model.load(write(tmp_path, generate.topology(1, 40, name="chunks")))

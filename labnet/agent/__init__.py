@@ -1,1 +1,0 @@
-"""Daemons a lab runs inside its node namespaces: the flannel agent."""

@@ -1,0 +1,166 @@
+"""Packet captures: one tcpdump per (namespace, interface), started together before the probes
+and stopped after them, written as pcap files; then dissected with scapy."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from labnet.kernel import netns
+
+# etcd's own chatter on the underlay is not part of any flow under test
+FILTER = "ip and not tcp port 2379 and not tcp port 2380"
+VXLAN_PORT = 8472
+
+
+@dataclass
+class Capture:
+    netns: str
+    ifname: str
+    pcap: Path
+    proc: subprocess.Popen | None
+    error: str = ""
+
+
+def _name(netns: str, ifname: str) -> str:
+    return f"{netns}_{ifname}".replace("/", "_")
+
+
+def start(places: list[tuple[str, str]], run_dir: Path, timeout: float = 10.0) -> list[Capture]:
+    """Start every capture, then wait until each one listens (tcpdump says so on stderr)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    caps = []
+    for ns, ifname in places:
+        pcap = run_dir / f"{_name(ns, ifname)}.pcap"
+        err = open(run_dir / f"{_name(ns, ifname)}.err", "w")  # noqa: SIM115 - kept by tcpdump
+        argv = [
+            "tcpdump",
+            "-i",
+            ifname,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-s",
+            "512",
+            "-w",
+            str(pcap),
+            FILTER,
+        ]
+        proc = netns.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=err)
+        err.close()
+        caps.append(Capture(ns, ifname, pcap, proc))
+    deadline = time.monotonic() + timeout
+    for cap in caps:
+        errfile = run_dir / f"{_name(cap.netns, cap.ifname)}.err"
+        while True:
+            text = errfile.read_text()
+            if "listening on" in text:
+                break
+            if cap.proc.poll() is not None or time.monotonic() > deadline:
+                cap.error = (
+                    text.strip().splitlines()[-1] if text.strip() else "tcpdump did not start"
+                )
+                cap.proc = None
+                break
+            time.sleep(0.005)
+    return caps
+
+
+def stop(caps: list[Capture]) -> None:
+    """SIGINT lets tcpdump flush; with --immediate-mode and -U nothing of the tail is lost."""
+    for cap in caps:
+        if cap.proc is not None:
+            cap.proc.send_signal(signal.SIGINT)
+    for cap in caps:
+        if cap.proc is not None:
+            try:
+                cap.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                cap.proc.kill()
+                cap.proc.wait()
+
+
+# ---------------------------------------------------------------- dissection
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One captured packet, reduced to the headers a hop is judged on."""
+
+    time: float
+    src: str
+    dst: str
+    proto: str  # icmp | tcp | udp | other
+    sport: int | None
+    dport: int | None
+    icmp_type: int | None
+    outer: tuple[str, str, int, int] | None  # src, dst, UDP port, VNI
+
+    def describe(self) -> str:
+        ports = f":{self.sport} > :{self.dport}" if self.sport is not None else ""
+        kind = {8: " echo-request", 0: " echo-reply"}.get(self.icmp_type, "")
+        text = f"{self.src} > {self.dst} {self.proto}{kind}{ports}".replace(" :", " ")
+        if self.outer:
+            o = self.outer
+            text = f"outer {o[0]} > {o[1]} udp/{o[2]} vni {o[3]} | inner {text}"
+        return text
+
+
+_preloader: threading.Thread | None = None
+
+
+def preload_scapy() -> threading.Thread:
+    """scapy takes a second or more to import here: start it while captures run (once)."""
+    global _preloader
+    if _preloader is None:
+        _preloader = threading.Thread(target=_import_scapy, daemon=True)
+        _preloader.start()
+    return _preloader
+
+
+def _import_scapy() -> None:
+    import scapy.layers.inet  # noqa: F401
+    import scapy.layers.l2  # noqa: F401
+    import scapy.layers.vxlan  # noqa: F401
+    import scapy.utils  # noqa: F401
+
+
+def _l4(ip) -> tuple[str, int | None, int | None, int | None]:
+    from scapy.layers.inet import ICMP, TCP, UDP
+
+    if ip.haslayer(TCP):
+        return "tcp", ip[TCP].sport, ip[TCP].dport, None
+    if ip.haslayer(UDP):
+        return "udp", ip[UDP].sport, ip[UDP].dport, None
+    if ip.haslayer(ICMP):
+        return "icmp", None, None, ip[ICMP].type
+    return "other", None, None, None
+
+
+def read(pcap: Path) -> list[Seen]:
+    """Every IPv4 packet of a pcap file; VXLAN (UDP 8472) is opened to its inner packet."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import rdpcap
+
+    if not pcap.exists() or pcap.stat().st_size == 0:
+        return []
+    out = []
+    for pkt in rdpcap(str(pcap)):
+        if not pkt.haslayer(IP):
+            continue
+        ip = pkt[IP]
+        outer = None
+        if ip.haslayer(VXLAN) and ip.haslayer(UDP) and ip[UDP].dport == VXLAN_PORT:
+            vx = ip[VXLAN]
+            outer = (ip.src, ip.dst, ip[UDP].dport, vx.vni)
+            if not vx.haslayer(IP):
+                continue
+            ip = vx[IP]
+        proto, sport, dport, icmp_type = _l4(ip)
+        out.append(Seen(float(pkt.time), ip.src, ip.dst, proto, sport, dport, icmp_type, outer))
+    return out

@@ -1,0 +1,212 @@
+"""`inv walk`: a narrated walkthrough of a lab, step by step, from a data file.
+
+A walkthrough is YAML a teacher writes without Python: steps with a title and an
+explanation (each in one or more languages), and the commands a learner would type, each run
+in a node, pod or host of the live lab, with the lines its output must contain. Expected
+lines may use the lab's own values: {ip.pod3}, {mac.minion} (flannel.1's MAC), {ns.master},
+{etcd} (etcd's client URL), {subnet.minion}.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import yaml
+
+from labnet.daemons import etcd, state
+from labnet.errors import InputError
+from labnet.lab import lookup
+from labnet.render import terminal
+
+LANGS = ("en", "zh")
+
+
+@dataclass
+class Command:
+    where: str
+    argv: list[str]
+    expect: list[str]
+    events: str | None = None  # a node whose agent events to show while the command runs
+    trace: str | None = None  # instead of argv: follow a ping from `where` to this, hop by hop
+
+
+@dataclass
+class Step:
+    title: dict[str, str]
+    text: dict[str, str]
+    commands: list[Command] = field(default_factory=list)
+
+
+@dataclass
+class Walkthrough:
+    title: dict[str, str]
+    steps: list[Step]
+
+
+def _texts(value: object, where: str) -> dict[str, str]:
+    if isinstance(value, str):
+        return {"en": value}
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return dict(value)
+    raise InputError(f"{where}: expected a text or a mapping of language to text")
+
+
+def load(path: Path) -> Walkthrough:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such walkthrough") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise InputError(f"{path}: a walkthrough needs `steps:`", "see topologies/*.walk.yaml")
+    steps = []
+    for i, raw in enumerate(data["steps"]):
+        where = f"{path}: steps[{i}]"
+        if not isinstance(raw, dict) or "title" not in raw:
+            raise InputError(f"{where}: each step needs a title")
+        commands = []
+        for j, c in enumerate(raw.get("run", [])):
+            if isinstance(c, dict) and "in" in c and "trace" in c:
+                commands.append(Command(str(c["in"]), [], [], None, str(c["trace"])))
+                continue
+            if not isinstance(c, dict) or "in" not in c or "command" not in c:
+                raise InputError(
+                    f"{where}.run[{j}]: each command needs `in` and `command` (or `in` and `trace`)"
+                )
+            argv = c["command"] if isinstance(c["command"], list) else shlex.split(c["command"])
+            commands.append(
+                Command(
+                    str(c["in"]),
+                    [str(a) for a in argv],
+                    [str(e) for e in c.get("expect", [])],
+                    c.get("events"),
+                )
+            )
+        steps.append(
+            Step(_texts(raw["title"], where), _texts(raw.get("text", ""), where), commands)
+        )
+    return Walkthrough(_texts(data.get("title", path.stem), str(path)), steps)
+
+
+def default_file(topology: str) -> Path:
+    p = Path(topology)
+    return p.with_name(p.name.removesuffix(".yaml").removesuffix(".yml") + ".walk.yaml")
+
+
+# ---------------------------------------------------------------- the lab's own values
+
+
+def values(lab_name: str) -> SimpleNamespace:
+    st = lookup.load_state(lab_name)
+    macs = lookup.flannel_macs(st)
+    return SimpleNamespace(
+        ip=SimpleNamespace(**{k.replace("-", "_"): v for k, v in st.addresses.items()}),
+        mac=SimpleNamespace(**macs),
+        ns=SimpleNamespace(**{k.replace("-", "_"): f"{lab_name}-{k}" for k in st.roles}),
+        subnet=SimpleNamespace(**{n: f["subnet"] for n, f in st.nodes.items()}),
+        etcd=st.etcd,
+    )
+
+
+def _fill(text: str, v: SimpleNamespace) -> str:
+    try:
+        return text.format_map(vars(v) | {"ip": v.ip, "mac": v.mac, "ns": v.ns})
+    except (AttributeError, KeyError, IndexError, ValueError) as exc:
+        raise InputError(
+            f"walkthrough value {text!r}: {exc}",
+            "use {ip.NAME}, {mac.NODE}, {ns.NAME}, {subnet.NODE} or {etcd}",
+        ) from None
+
+
+# ---------------------------------------------------------------- running it
+
+
+def _events_since(lab_name: str, node: str, offset: int) -> list[str]:
+    path = state.node_dir(lab_name, node) / "flanneld.log"
+    text = path.read_text() if path.exists() else ""
+    return text[offset:].splitlines()
+
+
+def _log_size(lab_name: str, node: str) -> int:
+    path = state.node_dir(lab_name, node) / "flanneld.log"
+    return len(path.read_text()) if path.exists() else 0
+
+
+def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
+    """Run one command as a learner would type it; returns the expected lines not found."""
+    if cmd.trace:
+        return _trace(lab_name, cmd)
+    place = lookup.find(cmd.where, lab_name)
+    argv = [_fill(a, v) for a in cmd.argv]
+    typed = ["ip", "netns", "exec", place.netns, *argv]
+    terminal.command(cmd.where, typed)
+    before = _log_size(lab_name, cmd.events) if cmd.events else 0
+    proc = subprocess.run(
+        lookup.exec_argv(place, argv),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=etcd.tools_env(),
+    )
+    out = proc.stdout + proc.stderr
+    expected = [_fill(e, v) for e in cmd.expect]
+    terminal.output(out, [_escape(e) for e in expected])
+    if cmd.events:
+        time.sleep(0.05)
+        events = _events_since(lab_name, cmd.events, before)
+        terminal.console.print(f"  [dim]{cmd.events}'s flannel agent meanwhile:[/dim]")
+        terminal.output(
+            "\n".join(events) or "(no events)",
+            ("l3-miss", "etcd-lookup", "neigh-written", "fdb-written"),
+        )
+    missing = [e for e in expected if e not in out]
+    for e in missing:
+        terminal.console.print(f"  [bold red]expected and not seen:[/bold red] {e}")
+    return missing
+
+
+def _trace(lab_name: str, cmd: Command) -> list[str]:
+    """A ping followed through every hop, captured and judged: `inv trace` inside the walk."""
+    from labnet.probe import verify
+
+    terminal.console.print(
+        f"[bold magenta][{cmd.where}][/bold magenta] [dim]$[/dim] "
+        f"[bold]./scripts/inv trace {cmd.where} {cmd.trace}[/bold]"
+    )
+    report = verify.run(lab_name, [verify.adhoc_check(cmd.where, cmd.trace, "icmp", None)])
+    names = lookup.short_names(lab_name)
+    for r in report.results:
+        terminal.console.print(terminal.verify_table(r, names))
+    return [] if report.passed else [f"every hop of {cmd.where} -> {cmd.trace} seen"]
+
+
+def _escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def walk(lab_name: str, wt: Walkthrough, lang: str = "en", pause: bool = True) -> list[str]:
+    """Every step in order; returns every expected line that was missing."""
+    if lang not in LANGS:
+        raise InputError(f"unknown language {lang!r}", f"use one of: {', '.join(LANGS)}")
+    v = values(lab_name)
+    missing: list[str] = []
+    terminal.heading(wt.title.get(lang, wt.title.get("en", "")))
+    for n, step in enumerate(wt.steps, 1):
+        terminal.heading(f"{n}/{len(wt.steps)}  {step.title.get(lang) or step.title.get('en')}")
+        text = step.text.get(lang) or step.text.get("en", "")
+        if text:
+            terminal.console.print(text.strip(), soft_wrap=True)
+        for cmd in step.commands:
+            missing += run_command(lab_name, cmd, v)
+        if pause and sys.stdin.isatty():
+            input("  [Enter] ")
+    return missing
