@@ -25,30 +25,34 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from labnet.render import terminal
-
         try:
             return fn(*args, **kwargs)
         except LabnetError as exc:
             if debug():
                 raise
-            terminal.error(exc.message, exc.hint)
+            _error(exc.message, exc.hint)
             raise Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
-            terminal.error("interrupted", "if a lab was half built: ./scripts/inv down LAB")
+            _error("interrupted", "if a lab was half built: ./scripts/inv down LAB")
             raise Exit(code=130) from None
         except Exit:
             raise
         except Exception as exc:  # noqa: BLE001 - never a traceback unless asked for
             if debug():
                 raise
-            terminal.error(
+            _error(
                 f"internal error: {type(exc).__name__}: {exc}",
                 "rerun with LABNET_DEBUG=1 for the traceback, and please report it",
             )
             raise Exit(code=1) from None
 
     return wrapper
+
+
+def _error(message: str, hint: str | None) -> None:
+    from labnet.render import terminal  # rich only when there is something to say
+
+    terminal.error(message, hint)
 
 
 def argv_after_dashes(remainder: str) -> list[str]:

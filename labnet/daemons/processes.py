@@ -48,7 +48,13 @@ def alive(rec: ProcessRecord) -> bool:
 
 
 def spawn(
-    name: str, kind: str, ns: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    name: str,
+    kind: str,
+    ns: str,
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> ProcessRecord:
     """Start an external program inside namespace `ns`: only its network namespace, with the
     host's mounts (as `nsenter --net`, without that extra exec)."""
@@ -61,6 +67,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            cwd=cwd,
             close_fds=True,
         )
     return ProcessRecord(name, kind, ns, proc.pid, starttime(proc.pid) or 0, argv)

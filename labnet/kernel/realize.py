@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 
 from labnet.errors import LabFailure
-from labnet.kernel import netlink, netns
+from labnet.kernel import netlink, netns, query
 from labnet.plan import LO_INDEX, PROTO_BOOT, Namespace, Rules, Steps
 
 OWNER_MARK = "labnet:"  # ifalias of each namespace's lo: which lab owns it
@@ -26,7 +26,7 @@ class Kernel:
         cached = self._indexes.get((ns, ifname))
         if cached is not None:
             return cached
-        found = netlink.get_link(ns, ifname=ifname)
+        found = query.get_link(ns, ifname=ifname)
         if found is None:
             raise LookupError(f"{ifname} not found in {ns}")
         self._indexes[(ns, ifname)] = found.index
@@ -61,7 +61,7 @@ def create_namespace(ns: Namespace, lab: str, reserved: bool = False) -> None:
 def owner_of(ns: str) -> str | None:
     """The lab named in the namespace's ownership mark, or None when it carries none."""
     try:
-        alias = netlink.link_alias(ns, LO_INDEX)
+        alias = query.link_alias(ns, LO_INDEX)
     except OSError:
         return None
     return alias[len(OWNER_MARK) :] if alias and alias.startswith(OWNER_MARK) else None

@@ -11,10 +11,9 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from labnet import model, plan
-from labnet.daemons import etcd as etcd_server
-from labnet.daemons import processes, state
+from labnet.daemons import etcd_client, processes, state
 from labnet.errors import LabFailure
-from labnet.kernel import netlink, netns
+from labnet.kernel import netns, query
 from labnet.kernel.realize import Kernel, RuleLoad, apply, create_namespace
 from labnet.lab import preflight, start, teardown
 from labnet.lab.lookup import log_tail
@@ -72,50 +71,19 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
     would read it.
     """
     lab_plan = plan.plan(topo)
-    etcd_ns, ul_ns = plan.netns_name(topo.name, "etcd"), plan.netns_name(topo.name, "underlay")
-    first_ns = [ns for ns in lab_plan.namespaces if ns.role == "etcd" or ns.name == ul_ns]
     workloads = [d for d in lab_plan.daemons if d.kind in ("container", "server")]
-    # they need only their namespace to listen; the launcher forks them meanwhile
-    launching = start.Background(lambda: start.workloads(topo, workloads, st))
     with Kernel() as kernel:
         progress("etcd on the underlay")
-        st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
-        st.roles = {ns.owner: ns.role for ns in lab_plan.namespaces}
-        state.save(st)  # recorded before they exist: a crash mid-way is still undone
-        _create_namespaces(topo, first_ns, st)
-        first, rest = lab_plan.base.split({ns.name for ns in first_ns})
-        apply(kernel, first)
+        rest = _underlay_first(kernel, topo, lab_plan, st)
         start.launcher(topo, st)  # its interpreter starts while etcd's does
-        etcd = start.etcd(topo, st)
-        gateway = etcd_server.Gateway(etcd_ns, str(topo.etcd.address))
-        agents: list[processes.Forking] = []
-
-        def start_flannel() -> None:
-            """Once etcd answers: the config first, as in the article, then the agents."""
-            progress("etcd ready: flannel config, agents, containers and servers")
-            _write_flannel_config(topo, gateway, etcd)
-            agents.append(start.agents(topo, lab_plan))  # they lease while the pods are made
-            launching.start()  # after the agents' fork: a fork copies only the calling thread
-
+        flannel = _Flannel(topo, lab_plan, st, start.etcd(topo, st), workloads, progress)
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
-        _create_namespaces(topo, [n for n in lab_plan.namespaces if n not in first_ns], st)
-        apply(kernel, rest)
-        pinned = [n for n in topo.nodes if lab_plan.nodes[n.name] is not None]
-        if pinned:
-            progress("docker0 and pods (pinned subnets)")
+        _create_namespaces(topo, rest, st)
+        apply(kernel, lab_plan.base.split({ns.name for ns in rest})[0])
         try:
-            parts = [c for n in pinned for c in lab_plan.nodes[n.name].chunks(topo.name, 16)]
-            for part in parts:  # a small lab's pods are built while etcd is still starting
-                if not launching.ident and gateway.ready():
-                    start_flannel()
-                apply(kernel, part)
-            if not launching.ident:
-                start_flannel()
+            _pinned_pods(kernel, topo, lab_plan, flannel, progress)
         finally:
-            gateway.close()
-            for forking in agents:  # recorded also when the build failed: teardown stops them
-                st.processes.extend(forking.finish())
-            state.save(st)
+            flannel.record()  # also when the build failed: teardown stops them
         progress("waiting for leases (subnet.env)")
         envs = _wait_subnet_env(topo, st)
         built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
@@ -127,8 +95,7 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         )
         try:  # the iptables-restores run on the other core while the FDB is read back
             progress("waiting for FDB entries and listeners")
-            st.processes.extend(launching.finish())
-            state.save(st)
+            flannel.record_workloads()
             _wait_fdb(kernel, topo, st)
         finally:
             loading.wait()  # a failure above still leaves no iptables-restore behind
@@ -137,14 +104,85 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
     state.save(st)
 
 
-def _write_flannel_config(
-    topo: Topology, gateway: etcd_server.Gateway, etcd: state.ProcessRecord
+def _underlay_first(
+    kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, st: state.LabState
+) -> list[plan.Namespace]:
+    """Every namespace recorded, then etcd's and the underlay's made and wired, so etcd can
+    start; returns the namespaces still to make."""
+    ul_ns = plan.netns_name(topo.name, "underlay")
+    first = [ns for ns in lab_plan.namespaces if ns.role == "etcd" or ns.name == ul_ns]
+    st.namespaces.extend(ns.name for ns in lab_plan.namespaces)
+    st.roles = {ns.owner: ns.role for ns in lab_plan.namespaces}
+    state.save(st)  # recorded before they exist: a crash mid-way is still undone
+    _create_namespaces(topo, first, st)
+    apply(kernel, lab_plan.base.split({ns.name for ns in first})[0])
+    return [ns for ns in lab_plan.namespaces if ns not in first]
+
+
+def _pinned_pods(
+    kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, flannel: _Flannel, progress: Progress
 ) -> None:
-    gateway.wait_ready(10.0, alive=lambda: processes.alive(etcd))
-    if topo.etcd.api == "v2":
-        gateway.put_v2(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
-    else:
-        gateway.put(f"{FLANNEL_PREFIX}/config", topo.flannel.config_json())
+    """docker0 and the pods of nodes whose subnet is pinned, in parts, starting flannel as
+    soon as etcd answers: a small lab's pods are built while etcd is still starting."""
+    pinned = [n for n in topo.nodes if lab_plan.nodes[n.name] is not None]
+    if pinned:
+        progress("docker0 and pods (pinned subnets)")
+    for part in [c for n in pinned for c in lab_plan.nodes[n.name].chunks(topo.name, 16)]:
+        if not flannel.started and flannel.etcd.ready():
+            flannel.start()
+        apply(kernel, part)
+    if not flannel.started:
+        flannel.start()
+
+
+class _Flannel:
+    """Once etcd answers: flannel's config first, as in the article, then the agents (they
+    lease while the pods are made), then the containers and servers."""
+
+    def __init__(
+        self,
+        topo: Topology,
+        lab_plan: plan.LabPlan,
+        st: state.LabState,
+        etcd_rec: state.ProcessRecord,
+        workloads: list[plan.Daemon],
+        progress: Progress,
+    ) -> None:
+        self.topo, self.lab_plan, self.st, self.progress = topo, lab_plan, st, progress
+        self.etcd_rec = etcd_rec
+        self.etcd = etcd_client.Etcd(state.lab_dir(topo.name))
+        self.forking: list[processes.Forking] = []
+        # the workloads need only their namespace to listen; the launcher forks them meanwhile
+        self.launching = start.Background(lambda: start.workloads(topo, workloads, st))
+
+    @property
+    def started(self) -> bool:
+        return self.launching.ident is not None
+
+    def start(self) -> None:
+        self.progress("etcd ready: flannel config, agents, containers and servers")
+        try:
+            self.etcd.wait_ready(10.0, alive=lambda: processes.alive(self.etcd_rec))
+            key, value = f"{FLANNEL_PREFIX}/config", self.topo.flannel.config_json()
+            if self.topo.etcd.api == "v2":
+                self.etcd.put_v2(key, value)
+            else:
+                self.etcd.put(key, value)
+        finally:
+            self.etcd.close()  # no gRPC channel may be open across the agents' fork
+        self.forking.append(start.agents(self.topo, self.lab_plan))
+        self.launching.start()  # after the agents' fork: a fork copies only the calling thread
+
+    def record(self) -> None:
+        """The agents' records, once they are all forked."""
+        self.etcd.close()
+        for forking in self.forking:
+            self.st.processes.extend(forking.finish())
+        state.save(self.st)
+
+    def record_workloads(self) -> None:
+        self.st.processes.extend(self.launching.finish())
+        state.save(self.st)
 
 
 def _host_addresses(topo: Topology) -> dict[str, str]:
@@ -274,10 +312,10 @@ def _remote_entries(kernel: Kernel, topo: Topology, node: model.Node) -> int:
     node's address."""
     ns = plan.netns_name(topo.name, node.name)
     if topo.flannel.vxlan:
-        entries = netlink.fdb_entries(ns, kernel.index(ns, topo.flannel.device))
+        entries = query.fdb_entries(ns, kernel.index(ns, topo.flannel.device))
         return sum(1 for _, dst in entries if dst)
     others = {str(n.address) for n in topo.nodes if n is not node}
-    return sum(1 for _, plen, via in netlink.routes(ns) if via in others and plen)
+    return sum(1 for _, plen, via in query.routes(ns) if via in others and plen)
 
 
 def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:

@@ -102,10 +102,11 @@ def etcd(topo: Topology, st: state.LabState, only: str | None = None) -> state.P
         data = lab_dir / ("etcd" if name == "etcd" else f"{name}.data")
         cluster = members if len(members) > 1 else None
         argv = etcd_server.argv(
-            exe, name if cluster else topo.name, address, data, cluster, not topo.etcd.binary
+            exe, name if cluster else topo.name, address, data, cluster, not topo.etcd.binary, name
         )
         ns, log = plan.netns_name(topo.name, name), lab_dir / f"{name}.log"
-        rec = processes.spawn(name, "etcd", ns, argv, log, env=os.environ | etcd_server.GO_ENV)
+        env = os.environ | etcd_server.GO_ENV
+        rec = processes.spawn(name, "etcd", ns, argv, log, env=env, cwd=lab_dir)
         st.processes.append(rec)
         started.append(rec)
     st.etcd = f"http://{topo.etcd.address}:{etcd_server.CLIENT_PORT}"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labnet.daemons import etcd as etcd_server
-from labnet.daemons import processes, state
-from labnet.errors import LabFailure
-from labnet.kernel import netlink, netns
+from labnet.daemons import etcd_client, processes, state
+from labnet.kernel import netns, query
 from labnet.lab import preflight
 from labnet.lab.lookup import load_state
 from labnet.model import FLANNEL_PREFIX
@@ -34,26 +32,20 @@ def status(lab: str) -> Status:
     st = load_state(lab)
     alive = {p.name: processes.alive(p) for p in st.processes}
     present = {ns: netns.exists(ns) for ns in st.namespaces}
-    leases: dict[str, dict] = {}
-    etcd_rec = next((p for p in st.processes if p.kind == "etcd"), None)
-    if etcd_rec and alive.get(etcd_rec.name):
-        host = st.etcd.removeprefix("http://").split(":")[0]
-        gw = etcd_server.Gateway(etcd_rec.netns, host)
-        try:
-            if st.etcd_api == "v2":
-                leases = gw.leases_v2(f"{FLANNEL_PREFIX}/subnets")
-            for key, kv in (
-                {} if st.etcd_api == "v2" else gw.get_prefix(f"{FLANNEL_PREFIX}/subnets/")
-            ).items():
-                leases[key] = {
-                    "value": kv["value"],
-                    "ttl": gw.ttl(kv["lease"]) if kv["lease"] else None,
-                }
-        except (OSError, LabFailure):
-            pass
-        finally:
-            gw.close()
-    return Status(st, alive, leases, present)
+    return Status(st, alive, _leases(st, alive), present)
+
+
+def _leases(st: state.LabState, alive: dict[str, bool]) -> dict[str, dict]:
+    """flannel's leases (key -> value and TTL) from the first etcd member that answers."""
+    for rec in (p for p in st.processes if p.kind == "etcd" and alive.get(p.name)):
+        with etcd_client.Etcd(state.lab_dir(st.lab), rec.name) as etcd:
+            try:
+                if st.etcd_api == "v2":
+                    return etcd.leases_v2(f"{FLANNEL_PREFIX}/subnets")
+                return etcd.leases(f"{FLANNEL_PREFIX}/subnets/")
+            except etcd_client.ERRORS:
+                continue
+    return {}
 
 
 def addresses(st: state.LabState) -> dict[str, list[str]]:
@@ -62,10 +54,10 @@ def addresses(st: state.LabState) -> dict[str, list[str]]:
     for ns in st.namespaces:
         if not netns.exists(ns):
             continue
-        names = netlink.links(ns)
+        names = query.links(ns)
         out[ns] = [
             f"{names.get(index)} {addr}/{plen}"
-            for index, addr, plen in netlink.all_addresses(ns)
+            for index, addr, plen in query.all_addresses(ns)
             if names.get(index) != "lo"
         ]
     return out

@@ -8,6 +8,7 @@ import re
 import shlex
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -15,9 +16,11 @@ from rich.text import Text
 from rich.tree import Tree
 
 from labnet.lab.lookup import places
-from labnet.lab.status import Status
-from labnet.model import Topology
-from labnet.plan import LabPlan, Sysctl
+
+if TYPE_CHECKING:
+    from labnet.lab.status import Status
+    from labnet.model import Topology
+    from labnet.plan import LabPlan, Sysctl
 
 PIPED_WIDTH = 200  # columns for output that is not a terminal (CI logs, files)
 

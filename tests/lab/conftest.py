@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labnet.daemons import etcd as etcd_server
-from labnet.daemons import state
+from labnet.daemons import etcd_client, state
 from labnet.lab import build, lookup, teardown
 from tests.conftest import REFERENCE
 
@@ -41,10 +40,9 @@ def sh(lab_name: str, name: str, *argv: str, check: bool = True) -> str:
     return proc.stdout + proc.stderr
 
 
-def etcdctl(lab_name: str, *args: str) -> str:
-    """etcd's own client, run inside the lab's etcd namespace against the lab's etcd."""
-    endpoint = state.load(lab_name).etcd
-    return sh(lab_name, "etcd", etcd_server.etcdctl_binary(), "--endpoints", endpoint, *args)
+def etcd(lab_name: str, member: str = "etcd") -> etcd_client.Etcd:
+    """The lab's etcd through python-etcd3 (use it in a `with`): what the orchestrator uses."""
+    return etcd_client.Etcd(state.lab_dir(lab_name), member)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from labnet.daemons import etcd as etcd_server
+from labnet.daemons import etcd
 from tests.conftest import ROOT
 from tests.lab.conftest import fresh_lab, sh
 
@@ -34,7 +34,7 @@ def test_etcdctl_ls_as_in_the_article(v2_lab):
         "etcd",
         "env",
         "ETCDCTL_API=2",
-        etcd_server.etcdctl_binary(),
+        etcd.etcdctl_binary(),
         "--endpoints",
         "http://10.46.181.10:2379",
         "ls",

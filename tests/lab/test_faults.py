@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from labnet.daemons import etcd as etcd_server
 from labnet.daemons import processes, state
 from labnet.lab import start
 from tests.conftest import ROOT, run_inv
-from tests.lab.conftest import etcdctl, fresh_lab, sh
+from tests.lab.conftest import etcd, fresh_lab, sh
 
 pytestmark = pytest.mark.lab
 MINIMAL = (ROOT / "topologies" / "flannel-vxlan-minimal.yaml").read_text()
@@ -92,7 +91,9 @@ def test_killed_etcd_keeps_entries_and_agents_recover(root_required, tmp_path_fa
         time.sleep(1.0)  # agents notice and retry
         start.restart(name, "etcd")
         # back: a change in etcd reaches the agents again
-        etcdctl(name, "del", "/coreos.com/network/subnets/172.16.57.0-24")
+        with etcd(name) as store:
+            store.wait_ready(10.0)
+            assert store.delete("/coreos.com/network/subnets/172.16.57.0-24")
         assert wait_for(
             lambda: (
                 "dst 10.46.181.146"
@@ -129,30 +130,13 @@ def test_three_member_etcd_survives_losing_one(root_required, tmp_path_factory):
         ("etcd: {address: 10.46.181.10}", "etcd: {address: 10.46.181.10, members: 3}"),
     )
     with fresh_lab(path):
-        members = sh(
-            name,
-            "etcd-2",
-            etcd_server.etcdctl_binary(),
-            "--endpoints",
-            "http://10.46.181.11:2379",
-            "member",
-            "list",
-        )
-        assert members.count(", started, ") == 3
+        with etcd(name, "etcd-2") as store:
+            assert len(list(store.client.members)) == 3
         processes.stop([proc(name, "etcd")])  # the member every agent talks to first
         assert start.restart(name, "flanneld-master")  # it must write its lease elsewhere
         log = state.node_dir(name, "master") / "flanneld.log"
         assert wait_for(lambda: log.read_text().count("lease-acquired") == 2)
-        keys = sh(
-            name,
-            "etcd-2",
-            etcd_server.etcdctl_binary(),
-            "--endpoints",
-            "http://10.46.181.11:2379",
-            "get",
-            "--prefix",
-            "--keys-only",
-            "/coreos.com/network/subnets",
-        )
+        with etcd(name, "etcd-2") as store:
+            keys = store.leases("/coreos.com/network/subnets/")
         assert "/coreos.com/network/subnets/172.16.99.0-24" in keys
         assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", "172.16.57.15")

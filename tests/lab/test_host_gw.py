@@ -14,7 +14,7 @@ import yaml
 
 from labnet.daemons import state
 from labnet.model import generate
-from tests.lab.conftest import etcdctl, fresh_lab, sh
+from tests.lab.conftest import etcd, fresh_lab, sh
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-hostgw"
@@ -34,10 +34,8 @@ def hostgw_lab(root_required, tmp_path_factory):
 
 
 def _lease(key: str) -> dict:
-    import base64
-
-    out = etcdctl(LAB, "get", key, "-w", "json")
-    return json.loads(base64.b64decode(json.loads(out)["kvs"][0]["value"]))
+    with etcd(LAB) as store:
+        return json.loads(store.get(key))
 
 
 def test_no_vxlan_device_and_a_route_per_other_node(hostgw_lab):
@@ -74,7 +72,8 @@ def test_a_lease_that_disappears_takes_its_route_with_it(hostgw_lab):
     st = hostgw_lab.state
     node3 = st.nodes["node3"]
     key = "/coreos.com/network/subnets/" + node3["subnet"].replace("/", "-")
-    etcdctl(LAB, "del", key)
+    with etcd(LAB) as store:
+        assert store.delete(key)
     deadline = time.monotonic() + 5
     while node3["subnet"] in sh(LAB, "node1", "ip", "route") and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 
 import pytest
 
@@ -11,7 +13,7 @@ from labnet.daemons import state
 from labnet.kernel import netns
 from labnet.lab import status
 from tests.conftest import REFERENCE, run_inv
-from tests.lab.conftest import etcdctl, sh
+from tests.lab.conftest import etcd, sh
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-vxlan"
@@ -57,13 +59,12 @@ def test_c_app_solicit_and_minion_device(reference_lab):
 
 
 def test_c_etcd_lease_key_and_json(reference_lab):
-    out = etcdctl(
-        LAB,
-        "get",
-        "/coreos.com/network/subnets/172.16.57.0-24",
-    )
-    key, value = out.strip().splitlines()
-    assert key == "/coreos.com/network/subnets/172.16.57.0-24"
+    key = "/coreos.com/network/subnets/172.16.57.0-24"
+    with etcd(LAB) as store:
+        value = store.get(key)
+        config = store.get("/coreos.com/network/config")
+        (lease,) = {kv["lease"] for k, kv in store.leases(key).items() if k == key}
+        granted = store.client.get_lease_info(lease).grantedTTL
     mac = mac_of("minion")
     assert json.loads(value) == {
         "PublicIP": MINION_IP,
@@ -71,31 +72,32 @@ def test_c_etcd_lease_key_and_json(reference_lab):
         "BackendData": {"VtepMAC": mac},
     }
     assert value == json.dumps(json.loads(value), separators=(",", ":"))  # Go's compact JSON
-    config = etcdctl(
-        LAB,
-        "get",
-        "--print-value-only",
-        "/coreos.com/network/config",
-    )
     assert json.loads(config)["Backend"] == {"Type": "vxlan", "VNI": 1, "Port": 8472}
-    # the lease carries flannel's 24 h TTL
-    lease = etcdctl(
-        LAB,
-        "get",
-        "/coreos.com/network/subnets/172.16.57.0-24",
-        "-w",
-        "json",
-    )
-    lease_id = json.loads(lease)["kvs"][0]["lease"]
-    ttl = etcdctl(
-        LAB,
-        "lease",
-        "timetolive",
-        format(lease_id, "x"),
-        "-w",
-        "json",
-    )
-    assert json.loads(ttl)["granted-ttl"] == 86400
+    assert granted == 86400  # the lease carries flannel's 24 h TTL
+
+
+def test_etcd_is_reached_on_its_unix_socket_and_listens_in_the_lab_only(reference_lab):
+    """The orchestrator (this process, in the root namespace) reaches etcd on the unix
+    socket in the lab's directory; etcd's listeners, that socket included, are the etcd
+    namespace's, and the root namespace has none of them."""
+    assert (state.lab_dir(LAB) / "etcd.sock:2379").is_socket()
+    sock = " etcd.sock:2379 "  # as etcd bound it, from the lab's directory
+    inside = sh(LAB, "etcd", "ss", "-Hlnx") + sh(LAB, "etcd", "ss", "-Hltn")
+    assert sock in inside and "10.46.181.10:2379" in inside
+    root = subprocess.run(["ss", "-Hlnx"], capture_output=True, text=True).stdout
+    root += subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    assert sock not in root and ":2379 " not in root
+    with etcd(LAB) as store:
+        assert store.ready()
+        assert json.loads(store.get("/coreos.com/network/config"))["Network"] == "172.16.0.0/16"
+
+
+def test_agents_hold_their_own_threads_only(reference_lab):
+    """`up` forks the agents after it wrote to etcd through gRPC: each agent has its main
+    thread and its watch, resync and renewal threads, and none of gRPC's."""
+    for rec in (p for p in reference_lab.state.processes if p.kind == "flannel"):
+        threads = os.listdir(f"/proc/{rec.pid}/task")
+        assert len(threads) == 4, (rec.name, threads)
 
 
 def test_subnet_env_as_flannel_writes_it(reference_lab):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from labnet.daemons import state
-from tests.lab.conftest import etcdctl, fresh_lab, sh
+from tests.lab.conftest import etcd, fresh_lab, sh
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-static"
@@ -74,9 +74,9 @@ def test_a_lease_that_disappears_takes_its_entries_with_it(static_lab):
     st = static_lab.state
     minion = node(st, "minion")
     key = "/coreos.com/network/subnets/" + minion["subnet"].replace("/", "-")
-    out = etcdctl(LAB, "get", key, "-w", "json")
-    mac = json.loads(_value(out))["BackendData"]["VtepMAC"]
-    etcdctl(LAB, "del", key)
+    with etcd(LAB) as store:
+        mac = json.loads(store.get(key))["BackendData"]["VtepMAC"]
+        assert store.delete(key)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         fdb = sh(LAB, "master", "bridge", "fdb", "show", "dev", "flannel.1")
@@ -89,9 +89,3 @@ def test_a_lease_that_disappears_takes_its_entries_with_it(static_lab):
     assert minion["subnet"] not in routes
     log = (state.node_dir(LAB, "master") / "flanneld.log").read_text()
     assert "lease-gone" in log and "fdb-removed" in log
-
-
-def _value(etcdctl_json: str) -> str:
-    import base64
-
-    return base64.b64decode(json.loads(etcdctl_json)["kvs"][0]["value"]).decode()

@@ -13,7 +13,7 @@ from ipaddress import IPv4Network
 import pytest
 
 from labnet.daemons.flannel import store
-from labnet.daemons.flannel.agent import Lease, free_subnets
+from labnet.daemons.flannel.lease import Lease, free_subnets
 from labnet.daemons.flannel.store import HttpResponse, _watch_events
 
 

@@ -8,7 +8,7 @@ import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
-from labnet.kernel import netlink, nltemplate
+from labnet.kernel import messages, netlink, nltemplate, query
 from labnet.kernel.netlink import NLMSGHDR
 
 RNG = random.Random(7)
@@ -32,10 +32,10 @@ def _index() -> int:
 
 def _cases() -> list[tuple[nltemplate.Template, dict]]:
     return [
-        (netlink._LINK_UP, {"index": _index(), "alias": RNG.choice([None, _name()])}),
-        (netlink._BRIDGE, {"ifname": _name(), "index": _index(), "mtu": RNG.randrange(68, 9001)}),
+        (messages._LINK_UP, {"index": _index(), "alias": RNG.choice([None, _name()])}),
+        (messages._BRIDGE, {"ifname": _name(), "index": _index(), "mtu": RNG.randrange(68, 9001)}),
         (
-            netlink._VETH,
+            messages._VETH,
             {
                 "ifname": _name(),
                 "index": _index(),
@@ -46,22 +46,22 @@ def _cases() -> list[tuple[nltemplate.Template, dict]]:
                 "peer_fd": RNG.randrange(1 << 20),
             },
         ),
-        (netlink._HAIRPIN, {"index": _index()}),
-        (netlink._ADDRESS, {"index": _index(), "addr": _ip(), "plen": RNG.randrange(33)}),
+        (messages._HAIRPIN, {"index": _index()}),
+        (messages._ADDRESS, {"index": _index(), "addr": _ip(), "plen": RNG.randrange(33)}),
         (
-            netlink._ROUTE,
+            messages._ROUTE,
             {
                 "dst": RNG.choice([None, _ip()]),
                 "dst_len": RNG.randrange(33),
                 "gateway": _ip(),
                 "oif": _index(),
                 "proto": RNG.randrange(256),
-                "flags": RNG.choice([0, netlink.RTNH_F_ONLINK]),
+                "flags": RNG.choice([0, messages.RTNH_F_ONLINK]),
             },
         ),
-        (netlink._FDB, {"index": _index(), "mac": _mac(), "dst": _ip()}),
+        (messages._FDB, {"index": _index(), "mac": _mac(), "dst": _ip()}),
         (
-            netlink._NEIGH,
+            messages._NEIGH,
             {"index": _index(), "dst": _ip(), "mac": _mac(), "state": RNG.choice([2, 0x80])},
         ),
     ]
@@ -107,30 +107,30 @@ def test_a_batch_numbers_its_requests_and_sets_their_type_and_flags():
 
 
 def test_a_value_in_another_form_is_left_to_pyroute2():
-    netlink._FDB.encode(index=5, mac="aa:bb:cc:dd:ee:ff", dst="10.0.0.1")  # the shape is known
+    messages._FDB.encode(index=5, mac="aa:bb:cc:dd:ee:ff", dst="10.0.0.1")  # the shape is known
     with pytest.raises(OSError):  # pyroute2 refuses it; the template must not write 3 bytes
-        netlink._FDB.encode(index=5, mac="a:b:c:d:e:f", dst="10.0.0.1")
+        messages._FDB.encode(index=5, mac="a:b:c:d:e:f", dst="10.0.0.1")
     upper = {"index": 5, "mac": "AA:BB:CC:DD:EE:FF", "dst": "10.0.0.1"}
-    assert netlink._FDB.encode(**upper) == nltemplate.encode(netlink._FDB.build(**upper))
+    assert messages._FDB.encode(**upper) == nltemplate.encode(messages._FDB.build(**upper))
     with pytest.raises(OSError):
-        netlink._FDB.encode(index=5, mac="aa:bb:cc:dd:ee:ff", dst="10.0.0.256")
+        messages._FDB.encode(index=5, mac="aa:bb:cc:dd:ee:ff", dst="10.0.0.256")
 
 
 def test_a_first_request_in_another_form_teaches_nothing():
     template = nltemplate.Template(
-        netlink._fdb_msg, index=nltemplate.U32, mac=nltemplate.MAC, dst=nltemplate.IPV4
+        messages._fdb_msg, index=nltemplate.U32, mac=nltemplate.MAC, dst=nltemplate.IPV4
     )
     upper = {"index": 5, "mac": "AA:BB:CC:DD:EE:FF", "dst": "10.0.0.1"}
     with pytest.raises(OSError):  # pyroute2's refusal, not the template's
         template.encode(index=5, mac="a:b:c:d:e:f", dst="10.0.0.1")
     assert not template._shapes
-    assert template.encode(**upper) == nltemplate.encode(netlink._fdb_msg(**upper))
+    assert template.encode(**upper) == nltemplate.encode(messages._fdb_msg(**upper))
     assert list(template._shapes.values()) != [None]
 
 
 def _neighbour_reply(index: int, attrs: list) -> bytes:
     msg = ndmsg()
-    msg["family"], msg["ifindex"], msg["state"] = netlink.AF_BRIDGE, index, 0x80
+    msg["family"], msg["ifindex"], msg["state"] = messages.AF_BRIDGE, index, 0x80
     msg["attrs"] = attrs
     return nltemplate.encode(msg)
 
@@ -149,11 +149,11 @@ def test_fdb_entries_are_read_as_pyroute2_decodes_them():
         data = _neighbour_reply(index, attrs)
         ref = ndmsg(data)
         ref.decode()
-        assert netlink.fdb_entry(data, index) == (
+        assert query.fdb_entry(data, index) == (
             ref.get_attr("NDA_LLADDR"),
             ref.get_attr("NDA_DST"),
         )
-        assert netlink.fdb_entry(data, index + 1) is None  # another device's entry
+        assert query.fdb_entry(data, index + 1) is None  # another device's entry
 
 
 def test_links_are_read_as_pyroute2_decodes_them():
@@ -182,7 +182,7 @@ def test_links_are_read_as_pyroute2_decodes_them():
         raw = nltemplate.encode(msg)
         ref = ifinfmsg(raw)
         ref.decode()
-        link = netlink.link_of(raw)
+        link = query.link_of(raw)
         assert (link.index, link.ifname, link.mtu, link.mac, link.alias, link.kind) == (
             ref["index"],
             ref.get_attr("IFLA_IFNAME"),

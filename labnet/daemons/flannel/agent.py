@@ -20,28 +20,22 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from labnet.daemons.flannel.lease import Lease, free_subnets, log
+from labnet.daemons.flannel.misses import NUD_REACHABLE, MissAnswerer
 from labnet.daemons.flannel.store import open_store
-from labnet.kernel import netlink
+from labnet.daemons.flannel.sync import PROTO_BOOT, LeaseSync
+from labnet.kernel import netlink, query
 from labnet.plan import flannel_ipmasq_rules
 
-NUD_REACHABLE = 0x02
-PROTO_BOOT = 3
 LEASE_TTL = 24 * 3600  # flannel's subnet lease
-RENEW_MARGIN = 3600  # renewed 1 h before expiry
-RETRY = 0.5  # seconds between tries to reach etcd again
 CONFIG_POLL_MAX = 0.3  # seconds between asks for the network config, at most
-RESYNC = 30.0  # seconds between comparisons of etcd's leases with the programmed entries; at
-# 5 s, fifty agents listing fifty leases cost etcd alone a tenth of a core in an idle lab
 VXLAN_OVERHEAD = 50
 
 
@@ -62,73 +56,7 @@ class AgentConfig:
     more_endpoints: tuple[str, ...] = ()  # other members of an etcd cluster, host:port
 
 
-@dataclass(frozen=True)
-class Lease:
-    subnet: IPv4Network
-    public_ip: str
-    vtep_mac: str | None  # vxlan's flannel.1 MAC; host-gw has none
-    backend: str = "vxlan"
-
-    @property
-    def key_name(self) -> str:
-        return f"{self.subnet.network_address}-{self.subnet.prefixlen}"
-
-    @property
-    def gateway(self) -> str:
-        return str(self.subnet.network_address)
-
-    def to_json(self) -> str:
-        """flannel v0.7's lease value, byte for byte (Go's json.Marshal: no spaces; host-gw
-        has no BackendData, which LeaseAttrs omits when empty)."""
-        value: dict = {"PublicIP": self.public_ip, "BackendType": self.backend}
-        if self.vtep_mac is not None:
-            value["BackendData"] = {"VtepMAC": self.vtep_mac}
-        return json.dumps(value, separators=(",", ":"))
-
-    @classmethod
-    def parse(cls, key: str, value: bytes | str) -> Lease:
-        net, plen = key.rsplit("/", 1)[1].split("-")
-        data = json.loads(value)
-        backend = data.get("BackendType", "vxlan")
-        mac = data["BackendData"]["VtepMAC"] if backend == "vxlan" else None
-        try:  # from an int: parsing the text cost twice as much, for every lease event
-            start = int.from_bytes(socket.inet_pton(socket.AF_INET, net), "big")
-        except OSError:
-            raise ValueError(f"not an IPv4 address: {net!r}") from None
-        return cls(IPv4Network((start, int(plen))), data["PublicIP"], mac, backend)
-
-
-def free_subnets(config: dict, taken: set[IPv4Network], limit: int = 100) -> list[IPv4Network]:
-    """Up to `limit` free subnets from SubnetMin to SubnetMax, as flannel picks among them."""
-    network = IPv4Network(config["Network"])
-    plen = int(config.get("SubnetLen", 24))
-    size = 1 << (32 - plen)
-    lo = int(IPv4Address(config.get("SubnetMin", str(network.network_address + size))))
-    hi = int(IPv4Address(config.get("SubnetMax", str(network.broadcast_address + 1 - size))))
-    free = []
-    for start in range(lo, hi + 1, size):
-        net = IPv4Network(f"{IPv4Address(start)}/{plen}")
-        if net not in taken:
-            free.append(net)
-            if len(free) == limit:
-                break
-    return free
-
-
-_second = [-1, ""]  # the last whole second logged, as HH:MM:SS (UTC)
-
-
-def log(event: str, **fields: object) -> None:
-    now = time.time()
-    whole = int(now)
-    if whole != _second[0]:  # strftime once a second: a datetime a line cost 20 us here
-        _second[:] = [whole, time.strftime("%H:%M:%S", time.gmtime(whole))]
-    detail = " ".join(f"{k}={v}" for k, v in fields.items())
-    sys.stdout.write(f"{_second[1]}.{int((now - whole) * 1000):03d} {event:<16} {detail}\n")
-    sys.stdout.flush()
-
-
-class Agent:
+class Agent(LeaseSync, MissAnswerer):
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.backend = "vxlan"  # what <prefix>/config says
@@ -188,8 +116,8 @@ class Agent:
         self.mtu = under.mtu
         log("backend", type="host-gw", dev=self.cfg.iface, mtu=self.mtu)
 
-    def _underlay(self) -> netlink.Link:
-        under = netlink.get_link(None, ifname=self.cfg.iface)
+    def _underlay(self) -> query.Link:
+        under = query.get_link(None, ifname=self.cfg.iface)
         if under is None:
             raise RuntimeError(f"underlay interface {self.cfg.iface} not found")
         return under
@@ -201,7 +129,7 @@ class Agent:
         self.device = f"flannel.{vni}"
         under = self._underlay()
         mtu = under.mtu - VXLAN_OVERHEAD
-        found = netlink.get_link(None, ifname=self.device)
+        found = query.get_link(None, ifname=self.device)
         if found is not None and not self._device_matches(found, vni, port):
             batch = netlink.Batch(None)
             batch.link_del(found.index, self.device)
@@ -222,12 +150,12 @@ class Agent:
                 mtu=mtu,
                 learning="off",
             )
-            found = netlink.get_link(None, ifname=self.device)
+            found = query.get_link(None, ifname=self.device)
         self.ifindex = found.index
         self.mac = found.mac
         self.mtu = mtu
 
-    def _device_matches(self, link: netlink.Link, vni: int, port: int) -> bool:
+    def _device_matches(self, link: query.Link, vni: int, port: int) -> bool:
         return link.vxlan == (vni, port, self.cfg.public_ip)
 
     def read_leases(self) -> tuple[dict[str, Lease], int]:
@@ -282,7 +210,7 @@ class Agent:
     def configure_device(self, lease: Lease) -> None:
         plen = self.network.prefixlen if self.cfg.mode == "miss" else 32
         want = (lease.gateway, plen)
-        have = netlink.addresses(None, self.ifindex)
+        have = query.addresses(None, self.ifindex)
         batch = netlink.Batch(None)
         for addr, prefixlen in have:
             if (addr, prefixlen) != want:
@@ -351,210 +279,6 @@ class Agent:
             raise RuntimeError(f"ip-masq rules refused: {proc.stderr.strip()}")
         log("ipmasq", rules=f"-s {net} -d {net} -j RETURN, then MASQUERADE (4 rules)")
 
-    # ------------------------------------------------------------ remote leases
-
-    def leases_added(self, leases: dict[str, Lease]) -> None:
-        """Program every new lease's entries in one netlink batch: a node of a 50-node lab
-        writes 49 FDB entries at start, and a request a time would cost a second of CPU."""
-        with self._sync:
-            batch = netlink.Batch(None)
-            for key, lease in leases.items():
-                self._lease_added(key, lease, batch)
-            batch.send()
-
-    def _lease_added(self, key: str, lease: Lease, batch: netlink.Batch) -> None:
-        if lease.public_ip == self.cfg.public_ip or self.remote.get(key) == lease:
-            return
-        if lease.backend != self.backend:  # as flanneld does: another backend's lease
-            log("lease-ignored", key=key, reason=f"backend {lease.backend}, not {self.backend}")
-            return
-        self.remote[key] = lease
-        if self.backend == "host-gw":
-            log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip)
-            batch.gateway_route(str(lease.subnet), lease.public_ip, self.ifindex, PROTO_BOOT)
-            log("route-written", entry=f"{lease.subnet} via {lease.public_ip} dev {self.device}")
-            return
-        log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip, vtep_mac=lease.vtep_mac)
-        batch.fdb(self.ifindex, lease.vtep_mac, lease.public_ip)
-        log("fdb-written", entry=f"{lease.vtep_mac} dst {lease.public_ip} self permanent")
-        if self.cfg.mode == "static":
-            batch.neigh(self.ifindex, lease.gateway, lease.vtep_mac)
-            log("neigh-written", entry=f"{lease.gateway} lladdr {lease.vtep_mac} PERMANENT")
-            batch.gateway_route(
-                str(lease.subnet), lease.gateway, self.ifindex, PROTO_BOOT, onlink=True
-            )
-            log(
-                "route-written",
-                entry=f"{lease.subnet} via {lease.gateway} dev {self.device} onlink",
-            )
-
-    def lease_removed(self, key: str) -> None:
-        with self._sync:
-            self._lease_removed(key)
-
-    def _lease_removed(self, key: str) -> None:
-        lease = self.remote.pop(key, None)
-        if lease is None:
-            return
-        log("lease-gone", subnet=lease.subnet, public_ip=lease.public_ip)
-        if self.backend == "host-gw":
-            self._quietly(
-                lambda b: b.gateway_route(
-                    str(lease.subnet), lease.public_ip, self.ifindex, PROTO_BOOT, delete=True
-                )
-            )
-            log("route-removed", entry=f"{lease.subnet} via {lease.public_ip}")
-            return
-        if self.cfg.mode == "static":
-            self._quietly(
-                lambda b: b.gateway_route(
-                    str(lease.subnet),
-                    lease.gateway,
-                    self.ifindex,
-                    PROTO_BOOT,
-                    onlink=True,
-                    delete=True,
-                )
-            )
-        for dst, lladdr in netlink.neighbours(None, self.ifindex):
-            if lladdr == lease.vtep_mac:
-                self._quietly(
-                    lambda b, dst=dst: b.neigh(self.ifindex, dst, lease.vtep_mac, delete=True)
-                )
-                log("neigh-removed", dst=dst)
-        self._quietly(lambda b: b.fdb(self.ifindex, lease.vtep_mac, lease.public_ip, delete=True))
-        log("fdb-removed", entry=f"{lease.vtep_mac} dst {lease.public_ip}")
-
-    @staticmethod
-    def _quietly(request: Callable[[netlink.Batch], None]) -> None:
-        """One removal on its own: an entry already gone must not stop the others."""
-        batch = netlink.Batch(None)
-        request(batch)
-        try:
-            batch.send()
-        except Exception as exc:  # noqa: BLE001 - the entry may already be gone
-            log("cleanup-skipped", reason=exc)
-
-    def watch(self, revision: int) -> None:
-        """Lease events from etcd, from the revision after the initial listing on; when etcd
-        goes away, the programmed entries stay and the agent reconnects and catches up."""
-        while True:
-            try:
-                self.store.watch(self.key(""), revision, self.changed)
-                log("watch-ended", action="reconnecting")
-            except Exception as exc:  # noqa: BLE001 - etcd down: keep what is programmed
-                log("watch-lost", reason=type(exc).__name__, action="retrying")
-            while True:
-                time.sleep(RETRY)
-                try:
-                    leases, revision = self.read_leases()
-                except Exception:  # noqa: BLE001 - still down
-                    continue
-                self.reconcile(leases)
-                log("watch-resumed", revision=revision)
-                break
-
-    def resync(self) -> None:
-        """Every few seconds, what etcd holds is compared with what was programmed: a watch
-        that silently lost its stream (an etcd restart) cannot leave the node behind."""
-        while True:
-            time.sleep(RESYNC)
-            try:
-                leases, _ = self.read_leases()
-            except Exception:  # noqa: BLE001 - etcd away: keep going with what is programmed
-                continue
-            self.reconcile(leases)
-
-    def reconcile(self, leases: dict[str, Lease]) -> None:
-        with self._sync:
-            for key in [k for k in self.remote if k not in leases]:
-                self.lease_removed(key)
-            self.leases_added({k: v for k, v in leases.items() if self.remote.get(k) != v})
-
-    def changed(self, events: list[tuple[str, bytes | None]]) -> None:
-        """Watch events, in order (a value of None: the key was deleted); the leases added
-        in a row are programmed in one batch."""
-        with self._sync:
-            added: dict[str, Lease] = {}
-            for key, value in events:
-                if value is None:
-                    self.leases_added(added)
-                    added = {}
-                    self._lease_removed(key)
-                    continue
-                try:
-                    added[key] = Lease.parse(key, value)
-                except (ValueError, KeyError):
-                    log("lease-ignored", key=key, reason="unparsable")
-            self.leases_added(added)
-
-    def renew(self) -> None:
-        """Keep the lease: refresh it an hour before the 24 h TTL runs out."""
-        every = max(self.cfg.lease_ttl - RENEW_MARGIN, self.cfg.lease_ttl / 2)
-        wait = every
-        while not threading.Event().wait(wait):
-            try:
-                self.store.refresh(
-                    self.key(self.lease.key_name), self.lease.to_json(), self.cfg.lease_ttl
-                )
-                log("lease-renewed", subnet=self.lease.subnet, ttl=self.cfg.lease_ttl)
-                wait = every
-            except Exception as exc:  # noqa: BLE001 - etcd away: try again sooner
-                log("renew-failed", reason=type(exc).__name__)
-                wait = min(every, 5)
-
-    # ------------------------------------------------------------ L3 misses
-
-    def serve_misses(self) -> None:
-        for msg in netlink.neighbour_requests():
-            if msg["ifindex"] == self.ifindex:
-                self.handle_miss(msg)
-
-    def handle_miss(self, msg) -> None:
-        dst, lladdr = msg.get_attr("NDA_DST"), msg.get_attr("NDA_LLADDR")
-        # An L3 miss names a destination; a probe of a stale entry also carries its old lladdr
-        if msg["family"] == socket.AF_INET and dst and IPv4Address(dst) in self.network:
-            self.l3_miss(dst)
-        elif lladdr:
-            log("l2-miss", lladdr=lladdr, note="FDB entries come from lease events")
-
-    def l3_miss(self, dst: str) -> None:
-        started = time.perf_counter()
-        log("l3-miss", dst=dst, dev=self.device)
-        try:
-            leases, _ = self.read_leases()
-        except Exception as exc:  # noqa: BLE001 - etcd away: answer from the leases seen
-            log("etcd-unavailable", reason=type(exc).__name__, answer="from the leases seen")
-            leases = dict(self.remote)
-        match = next(
-            (
-                lease
-                for lease in leases.values()
-                if IPv4Address(dst) in lease.subnet and lease.public_ip != self.cfg.public_ip
-            ),
-            None,
-        )
-        if match is None:
-            log("etcd-lookup", dst=dst, result="no lease covers it")
-            return
-        log(
-            "etcd-lookup",
-            dst=dst,
-            key=self.key(match.key_name),
-            vtep_mac=match.vtep_mac,
-            public_ip=match.public_ip,
-        )
-        batch = netlink.Batch(None)
-        batch.neigh(self.ifindex, dst, match.vtep_mac, state=NUD_REACHABLE)
-        batch.send()
-        log(
-            "neigh-written",
-            entry=f"{dst} dev {self.device} lladdr {match.vtep_mac} REACHABLE",
-            ms=f"{(time.perf_counter() - started) * 1000:.1f}",
-        )
-
-    # ------------------------------------------------------------ main
-
     def run(self) -> int:
         log(
             "starting",
@@ -600,7 +324,7 @@ def warm_up(node_netns: str) -> None:
     batch.neigh(3, "10.0.0.0", "02:00:00:00:00:01", state=NUD_REACHABLE)
     for onlink in (False, True):
         batch.gateway_route("10.1.0.0/24", "10.0.0.1", 3, PROTO_BOOT, onlink=onlink)
-    netlink.addresses(node_netns, 1)
+    query.addresses(node_netns, 1)
 
 
 def _on_term(signum, _frame) -> None:
