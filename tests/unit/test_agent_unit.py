@@ -4,6 +4,7 @@ watch stream from etcd is read."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
 import threading
@@ -14,7 +15,7 @@ import pytest
 
 from labnet.daemons.flannel import store
 from labnet.daemons.flannel.lease import Lease, free_subnets
-from labnet.daemons.flannel.store import HttpResponse, _watch_events
+from labnet.daemons.flannel.store import _watch_events
 
 
 def test_lease_value_is_flannel_v07_json():
@@ -64,16 +65,22 @@ def _chunked(*parts: bytes) -> list[bytes]:
     return [b"%x\r\n%s\r\n" % (len(p), p) for p in parts]
 
 
+def _answer(sock: socket.socket) -> http.client.HTTPResponse:
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    return resp
+
+
 def test_a_watch_stream_is_read_as_lines_and_lines_arriving_together_are_batched():
     """etcd's gateway streams a watch as chunks, one JSON line each; they are split anywhere."""
     ours, etcd = socket.socketpair()
     with ours, etcd:
-        stream = HttpResponse(ours)
         head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         wire = head + b"".join(_chunked(b'{"result":{"a":1}}\n', b'{"result":', b'{"b":2}}\n'))
         for i in range(0, len(wire), 7):  # in pieces of 7 bytes, as TCP may deliver them
             etcd.sendall(wire[i : i + 7])
-        assert stream.lines() == [b'{"result":{"a":1}}', b'{"result":{"b":2}}']
+        batches = store.batches(_answer(ours))
+        assert next(batches) == [b'{"result":{"a":1}}', b'{"result":{"b":2}}']
 
         def later() -> None:
             time.sleep(store.BATCH_WAIT / 5)
@@ -81,17 +88,22 @@ def test_a_watch_stream_is_read_as_lines_and_lines_arriving_together_are_batched
 
         etcd.sendall(b"".join(_chunked(b'{"d":4}\n')))
         threading.Thread(target=later).start()
-        assert stream.lines() == [b'{"d":4}', b'{"c":3}']  # within BATCH_WAIT: one batch
+        assert next(batches) == [b'{"d":4}', b'{"c":3}']  # within BATCH_WAIT: one batch
+        time.sleep(store.BATCH_WAIT * 2)
+        etcd.sendall(b"".join(_chunked(b'{"e":5}\n')))
+        assert next(batches) == [b'{"e":5}']  # after BATCH_WAIT: a batch of its own
         etcd.sendall(b"0\r\n\r\n")
-        assert stream.lines() == []  # the end of the stream
+        assert list(batches) == []  # the end of the stream
 
 
-def test_a_refused_watch_is_an_error():
+def test_a_batch_ends_after_batch_wait_while_the_stream_stays_open():
     ours, etcd = socket.socketpair()
     with ours, etcd:
-        etcd.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-        with pytest.raises(OSError, match="503"):
-            HttpResponse(ours).lines()
+        etcd.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        etcd.sendall(b"".join(_chunked(b'{"a":1}\n')))
+        started = time.monotonic()
+        assert next(store.batches(_answer(ours))) == [b'{"a":1}']
+        assert store.BATCH_WAIT <= time.monotonic() - started < 1.0
 
 
 def test_watch_events_keep_their_order_and_deletions():
@@ -111,47 +123,36 @@ def test_watch_events_keep_their_order_and_deletions():
     assert events == [("/a", b"1")] and canceled
 
 
-def test_answers_are_read_whole_by_length_chunks_or_close():
+def _store_on(monkeypatch, ours: socket.socket) -> store.V3Store:
+    """A V3Store whose connections are one end of a socket pair: the test plays etcd."""
+    conn = http.client.HTTPConnection("etcd", 2379)
+    conn.sock = ours
+    s = store.V3Store([("etcd", 2379)])
+    monkeypatch.setattr(s.http, "connection", lambda timeout: conn)
+    return s
+
+
+def test_a_refused_watch_is_an_error(monkeypatch):
     ours, etcd = socket.socketpair()
     with ours, etcd:
-        etcd.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-        first = HttpResponse(ours)
-        assert (first.read(), first.status, first.close) == (b"hello", 200, False)
-        etcd.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
-        second = HttpResponse(ours)  # the next answer on the kept-alive connection
-        assert (second.read(), second.status) == (b"{}", 404)
-        etcd.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        etcd.sendall(b"".join(_chunked(b'{"kvs":', b"[]}")) + b"0\r\n\r\n")
-        assert HttpResponse(ours).read() == b'{"kvs":[]}'
-        etcd.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
-        etcd.shutdown(socket.SHUT_WR)
-        last = HttpResponse(ours)
-        assert (last.read(), last.close) == (b"until the end", True)
+        s = _store_on(monkeypatch, ours)
+        etcd.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        with pytest.raises(OSError, match="503"):
+            s.watch("/coreos.com/network/subnets/", 7, lambda events: None)
+        request = etcd.recv(4096)
+        assert request.startswith(b"POST /v3/watch HTTP/1.1\r\n")
+        body = json.loads(request.split(b"\r\n\r\n", 1)[1])
+        assert body["create_request"]["start_revision"] == "8"
 
 
-def test_a_chunked_answer_is_read_to_its_last_empty_line():
-    """Else the next answer on a kept-alive connection would start with its leftovers."""
+def test_requests_share_a_kept_alive_connection(monkeypatch):
     ours, etcd = socket.socketpair()
     with ours, etcd:
-        etcd.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        etcd.sendall(b"".join(_chunked(b"one")) + b"0\r\n")
-
-        def rest() -> None:
-            time.sleep(0.05)
-            etcd.sendall(b"\r\n")
-
-        sender = threading.Thread(target=rest)
-        sender.start()
-        assert HttpResponse(ours).read() == b"one"
-        sender.join()  # its empty line is on the wire before the next answer
-        etcd.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
-        assert HttpResponse(ours).read() == b"two"
-
-
-def test_an_answer_cut_short_is_an_error():
-    ours, etcd = socket.socketpair()
-    with ours, etcd:
-        etcd.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort")
-        etcd.shutdown(socket.SHUT_WR)
-        with pytest.raises(ConnectionError):
-            HttpResponse(ours).read()
+        s = _store_on(monkeypatch, ours)
+        value = base64.b64encode(b'{"Network":"172.16.0.0/16"}').decode()
+        for _ in range(2):
+            answer = json.dumps({"kvs": [{"value": value}]}).encode()
+            etcd.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            assert s.get("/coreos.com/network/config") == b'{"Network":"172.16.0.0/16"}'
+        requests = etcd.recv(8192)
+        assert requests.count(b"POST /v3/kv/range HTTP/1.1\r\n") == 2

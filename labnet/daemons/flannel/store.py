@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import base64
 import encodings.idna  # noqa: F401 - socket's host lookup imports it: once, before agents fork
+import http.client
 import json
+import select
 import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 ETCD_TIMEOUT = 10  # seconds a call may take: 50 agents starting at once load a 2-core machine
-# seconds a watch waits after an event for more: each wake-up of an agent cost it about 2 ms
-# of CPU, and its node's 49 leases arrive spread over a few seconds of a 50-node up
+# seconds a watch waits after an event for more: each wake-up costs an agent CPU, and a
+# node's 49 leases arrive spread over the seconds of a 50-node up
 BATCH_WAIT = 0.05
 JSON = {"Content-Type": "application/json"}
 Changed = Callable[[list[tuple[str, bytes | None]]], None]  # (key, value; None: deleted)
@@ -30,80 +32,65 @@ def _prefix_end(prefix: str) -> str:
 
 
 class _Http:
-    """Keep-alive HTTP/1.1 to one of the endpoints, one connection per thread (watch, renew
-    and start-up run at once), TCP_NODELAY (or each request waits 40 ms for an ACK). A failed
-    call moves the store to the next member of a cluster. Written and read straight on the
-    socket: http.client cost 2.4-3.2 ms of CPU a request here, this 0.9-1.1 ms, and an agent
-    makes five before its node's subnet.env is written."""
+    """Keep-alive HTTP/1.1 (http.client) to one of the endpoints, one connection per thread
+    (watch, renew and start-up run at once). A failed call moves the store to the next
+    member of a cluster."""
 
     def __init__(self, endpoints: list[tuple[str, int]]) -> None:
         self.endpoints = endpoints
         self._at = 0
         self._local = threading.local()
 
-    def connect(self, timeout: float | None) -> socket.socket:
-        sock = socket.create_connection(self.endpoints[self._at], timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+    def connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        """A new connection to the current endpoint (a watch keeps one of its own)."""
+        host, port = self.endpoints[self._at]
+        return _NoDelayConnection(host, port, timeout=timeout)
 
     def failover(self) -> None:
         self._at = (self._at + 1) % len(self.endpoints)
 
-    def send(self, sock: socket.socket, method: str, path: str, body: str | None,
-             headers: dict[str, str]) -> None:  # fmt: skip
-        host, port = self.endpoints[self._at]
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        data = (body or "").encode()
-        if body is not None:
-            lines.append(f"Content-Length: {len(data)}")
-        sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + data)
-
     def request(
-        self,
-        method: str,
-        path: str,
-        body: str | None,
-        headers: dict[str, str],
-        timeout: float | None = ETCD_TIMEOUT,
+        self, method: str, path: str, body: str | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        """(status, body). With no timeout (a long poll) on a connection of its own."""
-        kept = timeout is not None
-        sock = getattr(self._local, "sock", None) if kept else None
+        """(status, body), on this thread's kept-alive connection."""
         for attempt in (1, 2):  # a kept-alive connection the server closed: once more, anew
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self.connection(ETCD_TIMEOUT)
             try:
-                if sock is None:
-                    sock = self.connect(timeout)
-                    if kept:
-                        self._local.sock = sock
-                self.send(sock, method, path, body, headers)
-                resp = HttpResponse(sock)
+                conn.request(method, path, body, headers)
+                resp = conn.getresponse()
                 data = resp.read()
-                if not kept or resp.close:
-                    self._drop(sock)
+                if resp.will_close:
+                    self._drop()
                 return resp.status, data
-            except OSError:
-                if sock is not None:
-                    self._drop(sock)
-                sock = None
+            except (OSError, http.client.HTTPException):
+                self._drop()
                 if attempt == 2:
                     self.failover()
                     raise
         raise OSError("unreachable")
 
-    def _drop(self, sock: socket.socket) -> None:
-        sock.close()
-        if getattr(self._local, "sock", None) is sock:
-            self._local.sock = None
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class _NoDelayConnection(http.client.HTTPConnection):
+    """TCP_NODELAY: without it each request waits 40 ms for the ACK of its headers."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class V3Store:
     """etcd's v3 API (what flannel v0.18+ uses), through etcd's JSON gateway: the same
     requests as gRPC (range, txn, lease grant and keep-alive, watch), as JSON over HTTP/1.1.
-
-    Measured on a 50-node lab: with python-etcd3's gRPC client each agent had 13 threads and
-    spent 0.46 s of CPU getting its lease; now it has 4 threads and, with raw netlink
-    instead of pyroute2's IPRoute and raw HTTP instead of http.client, about 0.03 s."""
+    The agents use it rather than python-etcd3: they are forked from `up`, which has imported
+    gRPC, and gRPC does not work in such a child (docs/architecture.md)."""
 
     def __init__(self, endpoints: list[tuple[str, int]]) -> None:
         self.http = _Http(endpoints)
@@ -155,20 +142,53 @@ class V3Store:
             "range_end": _b64(_prefix_end(prefix)),
             "start_revision": str(revision + 1),
         }
-        body = json.dumps({"create_request": create})
+        conn = self.http.connection(None)  # a stream of its own, with no timeout
         try:
-            with self.http.connect(None) as sock:
-                self.http.send(sock, "POST", "/v3/watch", body, JSON)
-                stream = HttpResponse(sock)
-                while lines := stream.lines():
-                    events, canceled = _watch_events(lines)
-                    if events:
-                        changed(events)
-                    if canceled:  # e.g. the revision was compacted: list again
-                        return
-        except OSError:
+            conn.request("POST", "/v3/watch", json.dumps({"create_request": create}), JSON)
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise OSError(f"etcd watch: HTTP {resp.status} {resp.read()[:200]!r}")
+            for lines in batches(resp):
+                events, canceled = _watch_events(lines)
+                if events:
+                    changed(events)
+                if canceled:  # e.g. the revision was compacted: list again
+                    return
+        except (OSError, http.client.HTTPException) as exc:
             self.http.failover()
-            raise
+            raise OSError(f"etcd watch: {exc}") from exc
+        finally:
+            conn.close()
+
+
+def batches(resp: http.client.HTTPResponse, wait: float = BATCH_WAIT) -> Iterator[list[bytes]]:
+    """The lines of a streamed answer, those that arrive within `wait` of the first of them
+    together: each batch is one wake-up and one netlink batch for the agent."""
+    sock = resp.fp.raw._sock  # the connection's socket, to wait on it without reading
+    while line := resp.readline():
+        batch, deadline = [line], time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0 and _waiting(resp, sock, left):
+            line = resp.readline()
+            if not line:
+                break
+            batch.append(line)
+        if lines := [x.strip() for x in batch if x.strip()]:
+            yield lines
+        if not line:
+            return
+
+
+def _waiting(resp: http.client.HTTPResponse, sock: socket.socket, wait: float) -> bool:
+    """Whether more of the answer is buffered, or arrives within `wait` seconds. The buffer
+    is peeked at with the socket non-blocking: nothing is consumed, nothing waited for."""
+    sock.setblocking(False)
+    try:
+        buffered = resp.fp.peek(3)
+    finally:
+        sock.setblocking(True)
+    if len(buffered) > 2:  # more than the CRLF that ends the chunk just read
+        return True
+    return bool(select.select([sock], [], [], wait)[0])
 
 
 def _watch_events(lines: list[bytes]) -> tuple[list[tuple[str, bytes | None]], bool]:
@@ -184,105 +204,6 @@ def _watch_events(lines: list[bytes]) -> tuple[list[tuple[str, bytes | None]], b
             deleted = ev.get("type") == "DELETE"
             events.append((key, None if deleted else base64.b64decode(ev["kv"].get("value", ""))))
     return events, False
-
-
-class HttpResponse:
-    """An HTTP/1.1 response read straight from its socket: whole (read), or as the lines of a
-    stream as they arrive (lines: a watch, chunked as etcd's gateway sends it; http.client's
-    reader took about 0.3 ms a line, and a node of a 50-node lab reads dozens as the lab
-    comes up)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.raw = b""  # as received after the headers: chunk sizes and data
-        self.body = b""  # the data, not yet handed out
-        self.status = 0  # 0 until the headers are in
-        self.close = False  # the server closes the connection after this response
-        self.chunked = False
-        self.length: int | None = None  # Content-Length, when given
-        self.ended = False
-
-    def read(self) -> bytes:
-        """The whole body (the socket's own timeout applies to each wait)."""
-        while not self.ended:
-            self._receive()
-        return self.body
-
-    def lines(self) -> list[bytes]:
-        """Waits for a complete line, then takes the lines arriving within BATCH_WAIT.
-        Empty at the end of the stream; OSError on an answer other than 200."""
-        self.sock.settimeout(None)
-        while b"\n" not in self.body and not self.ended:
-            self._receive()
-        if self.status != 200:
-            raise OSError(f"etcd watch: HTTP {self.status} {self.body[:200]!r}")
-        deadline = time.monotonic() + BATCH_WAIT
-        while not self.ended and (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                self._receive()
-            except TimeoutError:
-                break
-            finally:
-                self.sock.settimeout(None)
-        *complete, self.body = self.body.split(b"\n")
-        return [line for line in complete if line.strip()]
-
-    def _receive(self) -> None:
-        data = self.sock.recv(1 << 16)
-        if not data:
-            if not self.status or self.chunked or self.length is not None:
-                raise ConnectionError("etcd closed the connection mid-answer")
-            self.ended = True  # a body that runs until the connection closes
-            return
-        self.raw += data
-        try:
-            self._parse()
-        except ValueError as exc:  # a chunk size or Content-Length that is not a number
-            raise ConnectionError(f"not a valid HTTP answer: {exc}") from None
-
-    def _parse(self) -> None:
-        if not self.status and not self._head():
-            return
-        if not self.chunked:
-            self.body, self.raw = self.body + self.raw, b""
-            if self.length is not None and len(self.body) >= self.length:
-                self.body, self.ended = self.body[: self.length], True
-            return
-        while not self.ended:
-            size_line, sep, rest = self.raw.partition(b"\r\n")
-            if not sep:
-                return
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:  # the last chunk: then trailers, if any, and an empty line
-                if rest.startswith(b"\r\n") or b"\r\n\r\n" in rest:
-                    self.ended = True  # read to its very end: the next answer starts clean
-                return
-            if len(rest) < size + 2:
-                return
-            self.body += rest[:size]
-            self.raw = rest[size + 2 :]
-
-    def _head(self) -> bool:
-        head, sep, rest = self.raw.lstrip(b"\r\n").partition(b"\r\n\r\n")
-        if not sep:
-            return False
-        status_line, *fields = head.split(b"\r\n")
-        parts = status_line.split()
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise ConnectionError(f"not an HTTP answer: {status_line[:100]!r}")
-        self.status = int(parts[1])
-        for field in fields:
-            name, _, value = field.partition(b":")
-            name, value = name.strip().lower(), value.strip().lower()
-            if name == b"content-length":
-                self.length = int(value)
-            elif name == b"transfer-encoding":
-                self.chunked = b"chunked" in value
-            elif name == b"connection":
-                self.close = value == b"close"
-        self.raw = rest
-        return True
 
 
 class V2Store:
@@ -303,8 +224,15 @@ class V2Store:
     def _wait(self, prefix: str, index: int) -> tuple[int, dict]:
         """One long poll (?wait=true), on a connection of its own with no timeout."""
         query = urllib.parse.urlencode({"wait": "true", "recursive": "true", "waitIndex": index})
-        status, data = self.http.request("GET", f"/v2/keys{prefix}?{query}", None, {}, None)
-        return status, json.loads(data or b"{}")
+        conn = self.http.connection(None)
+        try:
+            conn.request("GET", f"/v2/keys{prefix}?{query}")
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"{}")
+        except http.client.HTTPException as exc:
+            raise OSError(f"etcd v2 watch: {exc}") from exc
+        finally:
+            conn.close()
 
     def get(self, key: str) -> bytes | None:
         status, data = self._call("GET", key)
