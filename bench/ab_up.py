@@ -78,7 +78,8 @@ def main() -> None:
     from labnet import model
 
     with tempfile.TemporaryDirectory(prefix="labnet-ab-") as tmp:
-        topology = str(Path(generated(args.gen, Path(tmp)) if args.gen else args.topology).resolve())
+        path = generated(args.gen, Path(tmp)) if args.gen else args.topology
+        topology = str(Path(path).resolve())
         if state.lab_dir(model.load(topology).name).exists():
             raise SystemExit("a lab of that name is up: take it down first")
         ups: dict[str, list[float]] = {"A": [], "B": []}

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.ci_skips"]
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "topologies" / "flannel-vxlan.yaml"
 
