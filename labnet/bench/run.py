@@ -34,10 +34,9 @@ from labnet.daemons import state
 from labnet.errors import InputError
 from labnet.kernel import netns
 from labnet.lab import build, teardown
-from labnet.model import generate
+from labnet.model import generate, shipped
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "topologies" / "flannel-vxlan.yaml"
+REFERENCE = shipped.topology_path(shipped.REFERENCE)
 SIZES = [(1, 100), (2, 20), (5, 50), (10, 100), (25, 250), (50, 500)]  # (nodes, pods)
 QUICK_SIZES = [(1, 100), (2, 20), (5, 50)]  # 1x100 is the issue's "100 pods on one node"
 PINGS = 100
@@ -209,7 +208,7 @@ def ping_sample(st: state.LabState, count: int) -> dict[str, int]:
 def inspect_as_user(case: Case) -> None:
     """`python -m labnet up` (its process exits), then leases, PSS and pings; then down."""
     proc = subprocess.run(
-        [sys.executable, "-m", "labnet", "up", case.path], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "labnet", "up", case.path], capture_output=True, text=True
     )
     lab_name = model.load(case.path).name
     try:

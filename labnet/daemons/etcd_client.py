@@ -34,7 +34,7 @@ from labnet.daemons.etcd import socket_path  # noqa: E402
 from labnet.errors import LabFailure  # noqa: E402
 
 CALL_TIMEOUT = 2.0  # seconds a call may take on a loaded machine
-READY_PROBE = 0.05  # seconds a readiness probe waits: etcd on this machine answers in 1 ms
+READY_PROBE = 0.05  # seconds a readiness probe waits: a local etcd answers within 1 ms
 # gRPC waits a second before reconnecting by default; a lab's etcd comes up in about 0.1 s
 FAST_RECONNECT = [
     ("grpc.initial_reconnect_backoff_ms", 10),

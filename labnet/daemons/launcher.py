@@ -1,7 +1,7 @@
 """The lab's container launcher: one small process that forks every container and server.
 
-Forking a container from the orchestrator copied a 50 MB interpreter (pyroute2, rich,
-...) for each pod: 30 ms a fork here, and pages that each child dirties on its own.
+Forking a container from the orchestrator would copy a 50 MB interpreter (pyroute2, rich,
+...) for each pod: tens of milliseconds a fork, and pages each child dirties on its own.
 The launcher is a fresh interpreter that imports only the built-in workload, so its forks
 are cheap and share nearly all their pages. It runs in the lab's underlay namespace (where
 `down` finds it even without a state file) and is the subreaper of what it starts, so every

@@ -131,9 +131,9 @@ def fork_many(children: list[Child]) -> Forking:
     """Fork daemons that share this process's imported modules (pyroute2), so each is ready
     in milliseconds instead of the second an interpreter takes to import them, and its pages
     stay shared. One child of this process forks them all and exits: a fork costs the
-    forking process 8-16 ms of CPU here (copying its page tables, then its own pages as it
-    writes them again), and fifty of them were 0.8 s of the orchestrator's time while it
-    had pods to build. They are not waited for: each runs at once on the other core."""
+    forking process milliseconds of CPU (copying its page tables, then its own pages as it
+    writes them again), which the orchestrator, with pods to build, would pay fifty times.
+    They are not waited for: each runs at once on the other core."""
     return Forking(children)
 
 

@@ -1,11 +1,11 @@
 """pyroute2's message classes without pyroute2's package-wide import.
 
 `import pyroute2.netlink` first runs pyroute2/__init__.py, which imports every socket class
-pyroute2 has (IPRoute, NDB, IPDB, conntrack, wireguard, nl80211...): 0.75 s of a 1.0 s
-import on a 2-core VM, paid by every `inv` command and carried into every forked agent.
-labnet only encodes and decodes rtnetlink messages with pyroute2's classes (netlink.py), so
+pyroute2 has (IPRoute, NDB, IPDB, conntrack, wireguard, nl80211...), which `up`, `down` and
+`status` would each pay for (60-80 ms of a 0.2-0.6 s command; docs/architecture.md).
+labnet only encodes and decodes rtnetlink messages with pyroute2's classes (kernel/), so
 pyroute2 is registered as a package whose __init__ runs only when a name it does not have is
-asked for: `from pyroute2 import IPRoute` still works, at the old price.
+asked for: `from pyroute2 import IPRoute` still works, at the full price.
 """
 
 from __future__ import annotations

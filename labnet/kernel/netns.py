@@ -1,10 +1,11 @@
 """Named network namespaces, the way iproute2 keeps them (/run/netns/<name> bind mounts).
 
-pyroute2's own netns helpers fork a child for every namespace and every socket (about 45 ms
-each on a slow 2-core machine); entering a namespace with setns() in the calling thread costs
-well under a millisecond. Sockets made while a thread is inside a namespace stay there, so
-this module creates namespaces, netlink sockets and sysctl writes in-thread, then returns the
-thread to where it was. Nothing here touches the root namespace's own configuration.
+pyroute2's own netns helpers fork a child for every namespace and every socket (tens of
+milliseconds each on a 2-core machine); entering a namespace with setns() in the calling
+thread costs well under a millisecond. Sockets made while a thread is inside a namespace
+stay there, so this module creates namespaces, netlink sockets and sysctl writes in-thread,
+then returns the thread to where it was. Nothing here touches the root namespace's own
+configuration.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def entered(name: str) -> Iterator[None]:
 def popen(name: str, argv: list[str], **kwargs) -> subprocess.Popen:
     """A program started directly inside namespace `name` (a subprocess.Popen): the child
     is forked from this thread while it is inside, so it needs no `nsenter` or
-    `ip netns exec` in front (each an exec of its own: 8-12 ms of CPU here). It keeps the
+    `ip netns exec` in front (each an exec of its own, milliseconds of CPU). It keeps the
     host's mounts, as `nsenter --net` does."""
     import subprocess
 
@@ -105,9 +106,9 @@ def reserve(names: list[str]) -> None:
 
     A mount covers a name, not an inode, so each name still gets a namespace of its own,
     and `ip netns` and teardown see nothing different. One inode instead of hundreds: with
-    /run on ext4 without a journal, as on this project's development VM, allocating an inode
-    skips (reading each one's block) every inode freed in the last 30 s, so the files of a
-    552-namespace lab made right after a down cost 1-2 s of CPU; the links cost 0.02 s."""
+    /run on ext4 without a journal, allocating an inode skips (reading each one's block)
+    every inode freed in the last 30 s, so the files of a 552-namespace lab made right after
+    a down can cost seconds of CPU; the links cost milliseconds."""
     _prepare_run_dir()
     first = path(names[0])
     os.close(os.open(first, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
@@ -159,8 +160,8 @@ def delete(name: str) -> bool:
 def write_net_sysctls(items: list[tuple[str, str]]) -> None:
     """Write sysctls under net/ of the current thread's namespace, (key, value) pairs.
 
-    /proc/sys/net is looked up once for them all: with hundreds of namespaces each lookup
-    of it cost about 0.1 ms here (two writes in 0.46 ms by path, 0.33 ms from one dirfd).
+    /proc/sys/net is looked up once for them all: the lookup walks an entry per namespace
+    that opened the name, so with hundreds of namespaces each one costs.
     """
     net = os.open("/proc/sys/net", os.O_RDONLY | os.O_DIRECTORY)
     try:

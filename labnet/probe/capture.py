@@ -114,7 +114,7 @@ _preloader: threading.Thread | None = None
 
 
 def preload_scapy() -> threading.Thread:
-    """scapy takes a second or more to import here: start it while captures run (once)."""
+    """scapy takes a good part of a second to import: start it while captures run (once)."""
     global _preloader
     if _preloader is None:
         _preloader = threading.Thread(target=_import_scapy, daemon=True)

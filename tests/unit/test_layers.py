@@ -99,3 +99,21 @@ def test_no_module_is_over_400_lines():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     ]
     assert not long, "\n".join(long)
+
+
+def test_the_architecture_doc_names_every_stage_and_module():
+    """docs/architecture.md's table has a row a stage, naming each of its modules."""
+    rows = {}
+    for line in (ROOT / "docs" / "architecture.md").read_text().splitlines():
+        if line.startswith("| `labnet/"):
+            folder = line.split("`")[1].removeprefix("labnet/").strip("/")
+            rows[folder] = line
+    assert set(rows) == set(STAGES[1:])
+    missing = [
+        f"{path.relative_to(PACKAGE)}"
+        for path in _modules()
+        if path.parent != PACKAGE
+        and path.name != "__init__.py"
+        and f"`{path.name}`" not in rows[path.relative_to(PACKAGE).parts[0]]
+    ]
+    assert not missing, missing

@@ -70,7 +70,7 @@ _second = [-1, ""]  # the last whole second logged, as HH:MM:SS (UTC)
 def log(event: str, **fields: object) -> None:
     now = time.time()
     whole = int(now)
-    if whole != _second[0]:  # strftime once a second: a datetime a line cost 20 us here
+    if whole != _second[0]:  # strftime once a second, not a datetime a line
         _second[:] = [whole, time.strftime("%H:%M:%S", time.gmtime(whole))]
     detail = " ".join(f"{k}={v}" for k, v in fields.items())
     sys.stdout.write(f"{_second[1]}.{int((now - whole) * 1000):03d} {event:<16} {detail}\n")
