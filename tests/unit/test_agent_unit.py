@@ -79,7 +79,7 @@ def test_a_watch_stream_is_read_as_lines_and_lines_arriving_together_are_batched
         wire = head + b"".join(_chunked(b'{"result":{"a":1}}\n', b'{"result":', b'{"b":2}}\n'))
         for i in range(0, len(wire), 7):  # in pieces of 7 bytes, as TCP may deliver them
             etcd.sendall(wire[i : i + 7])
-        batches = store.batches(_answer(ours))
+        batches = store.batches(_answer(ours), ours)
         assert next(batches) == [b'{"result":{"a":1}}', b'{"result":{"b":2}}']
 
         def later() -> None:
@@ -102,7 +102,7 @@ def test_a_batch_ends_after_batch_wait_while_the_stream_stays_open():
         etcd.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         etcd.sendall(b"".join(_chunked(b'{"a":1}\n')))
         started = time.monotonic()
-        assert next(store.batches(_answer(ours))) == [b'{"a":1}']
+        assert next(store.batches(_answer(ours), ours)) == [b'{"a":1}']
         assert store.BATCH_WAIT <= time.monotonic() - started < 1.0
 
 

@@ -145,10 +145,11 @@ class V3Store:
         conn = self.http.connection(None)  # a stream of its own, with no timeout
         try:
             conn.request("POST", "/v3/watch", json.dumps({"create_request": create}), JSON)
+            sock = conn.sock  # waited on between lines, never read from directly
             resp = conn.getresponse()
             if resp.status != 200:
                 raise OSError(f"etcd watch: HTTP {resp.status} {resp.read()[:200]!r}")
-            for lines in batches(resp):
+            for lines in batches(resp, sock):
                 events, canceled = _watch_events(lines)
                 if events:
                     changed(events)
@@ -161,10 +162,11 @@ class V3Store:
             conn.close()
 
 
-def batches(resp: http.client.HTTPResponse, wait: float = BATCH_WAIT) -> Iterator[list[bytes]]:
-    """The lines of a streamed answer, those that arrive within `wait` of the first of them
-    together: each batch is one wake-up and one netlink batch for the agent."""
-    sock = resp.fp.raw._sock  # the connection's socket, to wait on it without reading
+def batches(
+    resp: http.client.HTTPResponse, sock: socket.socket, wait: float = BATCH_WAIT
+) -> Iterator[list[bytes]]:
+    """The lines of a streamed answer on `sock`, those that arrive within `wait` of the first
+    of them together: each batch is one wake-up and one netlink batch for the agent."""
     while line := resp.readline():
         batch, deadline = [line], time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0 and _waiting(resp, sock, left):
