@@ -177,11 +177,6 @@ def write_net_sysctls(items: list[tuple[str, str]]) -> None:
         os.close(net)
 
 
-def read_sysctl(key: str) -> str:
-    with open(f"/proc/sys/{key}") as f:
-        return f.read().strip()
-
-
 def inode(name: str) -> int:
     return os.stat(path(name)).st_ino
 

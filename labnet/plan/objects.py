@@ -154,12 +154,6 @@ class LabPlan:
     daemons: list[Daemon]
     nodes: dict[str, NodePods | None]  # None: subnet leased at run time
 
-    def netns_of(self, name: str) -> str:
-        for ns in self.namespaces:
-            if ns.owner == name:
-                return ns.name
-        raise KeyError(name)
-
 
 def netns_name(lab: str, name: str) -> str:
     return f"{lab}-{name}"

@@ -123,15 +123,6 @@ def _service_line(svc, port) -> str:
 # ---------------------------------------------------------------- status
 
 
-def labs_table(rows: Iterable[tuple[str, str, str]]) -> Table:
-    t = Table(title="labs")
-    for col in ("lab", "status", "topology"):
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*row)
-    return t
-
-
 def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
     st = s.state
     where = Table(title=f"lab {st.lab}: namespaces")
