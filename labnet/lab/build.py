@@ -129,7 +129,7 @@ def _pinned_pods(
         progress("docker0 and pods (pinned subnets)")
     for part in [c for n in pinned for c in lab_plan.nodes[n.name].chunks(topo.name, 16)]:
         if not flannel.started and flannel.etcd.ready():
-            flannel.start()
+            flannel.start(answered=True)
         apply(kernel, part)
     if not flannel.started:
         flannel.start()
@@ -159,10 +159,12 @@ class _Flannel:
     def started(self) -> bool:
         return self.launching.ident is not None
 
-    def start(self) -> None:
+    def start(self, answered: bool = False) -> None:
+        """`answered`: etcd has just answered a probe, and is not asked again."""
         self.progress("etcd ready: flannel config, agents, containers and servers")
         try:
-            self.etcd.wait_ready(10.0, alive=lambda: processes.alive(self.etcd_rec))
+            if not answered:
+                self.etcd.wait_ready(10.0, alive=lambda: processes.alive(self.etcd_rec))
             key, value = f"{FLANNEL_PREFIX}/config", self.topo.flannel.config_json()
             if self.topo.etcd.api == "v2":
                 self.etcd.put_v2(key, value)
