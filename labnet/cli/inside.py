@@ -18,7 +18,8 @@ def exec(c, name, lab=""):
 
     argv = glue.require_argv(glue.argv_after_dashes(c.remainder), "inv exec NAME -- COMMAND")
     place = lookup.find(name, lab or None)
-    glue.replace_with(lookup.exec_argv(place, argv), etcd.tools_env())
+    api = lookup.load_state(place.lab).etcd_api
+    glue.replace_with(lookup.exec_argv(place, argv), etcd.tools_env(api))
 
 
 @task(help={"name": "node, pod, host or pod/container", "lab": LAB_HELP})
@@ -29,7 +30,8 @@ def shell(c, name, lab=""):
     from labnet.lab import lookup
 
     place = lookup.find(name, lab or None)
-    env = dict(etcd.tools_env(), PS1=f"[{place.lab}:{place.name}] \\w# ")
+    api = lookup.load_state(place.lab).etcd_api
+    env = dict(etcd.tools_env(api), PS1=f"[{place.lab}:{place.name}] \\w# ")
     glue.replace_with(lookup.exec_argv(place, ["bash", "--norc", "-i"]), env)
 
 

@@ -1,4 +1,4 @@
-"""Tasks on topologies, no lab needed: plan, validate, gen, graph."""
+"""Tasks on topologies, no lab needed: plan, validate, gen, graph, versions."""
 
 from __future__ import annotations
 
@@ -35,8 +35,17 @@ def validate(c, topology):
     topo = model.load(shipped.topology_path(topology))
     terminal.console.print(
         f"{topology}: valid ({len(topo.nodes)} nodes, {len(topo.pods)} pods, "
-        f"flannel {topo.flannel.network} {topo.flannel.summary})"
+        f"flannel {topo.flannel.network} {topo.flannel.summary}; {topo.versions.summary})"
     )
+
+
+@task
+@glue.friendly
+def versions(c):
+    """The releases a lab can run (a topology's `versions:` block) and what each changes."""
+    from labnet.render import terminal
+
+    terminal.console.print(terminal.versions_table())
 
 
 @task(

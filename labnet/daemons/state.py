@@ -43,6 +43,7 @@ class LabState:
     roles: dict[str, str] = field(default_factory=dict)  # name -> node | pod | etcd | ...
     addresses: dict[str, str] = field(default_factory=dict)  # name -> its lab address
     etcd_api: str = "v3"
+    files: list[str] = field(default_factory=list)  # /etc/netns/... files and dirs made
     etcd: str = ""  # client URL, e.g. http://10.46.181.10:2379 (reached inside the lab only)
 
     @classmethod

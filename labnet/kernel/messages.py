@@ -16,7 +16,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from labnet.kernel.nltemplate import IPV4, MAC, NAME, U8, U16, U32, Template, encode
 
 AF_BRIDGE, NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK = 7, 0x80, 0x02, 0x04
-RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE = 254, 1, 0
+RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 254, 1, 0, 253
 # A veth asked for no queue count gets one per possible CPU, then is cut down to one real
 # queue while it is registered, which waits for an RCU grace period with the RTNL lock held
 # (every other netlink change on the machine waits too). Asked for one queue, as
@@ -227,6 +227,17 @@ def route(dst: str, gateway: str, oif: int, proto: int, onlink: bool = False) ->
         proto=proto,
         flags=RTNH_F_ONLINK if onlink else 0,
     )
+
+
+def device_route(dst: str, oif: int, proto: int) -> bytes:
+    """`ip route replace DST dev DEV` (scope link): flannel v0.7-v0.8's network route on
+    flannel.1 (made once a node: not worth a template)."""
+    net = IPv4Network(dst)
+    msg = rtmsg()
+    msg["family"], msg["table"], msg["proto"] = socket.AF_INET, RT_TABLE_MAIN, proto
+    msg["scope"], msg["type"], msg["dst_len"] = RT_SCOPE_LINK, RTN_UNICAST, net.prefixlen
+    msg["attrs"] = [("RTA_DST", str(net.network_address)), ("RTA_OIF", oif)]
+    return encode(msg)
 
 
 def fdb(index: int, mac: str, dst: str) -> bytes:

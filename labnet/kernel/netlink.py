@@ -174,6 +174,11 @@ class Batch:
         data = msgs.route(dst, gateway, oif, proto)
         self._add(f"add route {dst} via {gateway} dev {ifname}", data, RTM_NEWROUTE, CREATE)
 
+    def device_route(self, dst: str, oif: int, proto: int) -> None:
+        """`ip route replace DST dev DEV`: a route on a link, without a gateway."""
+        data = msgs.device_route(dst, oif, proto)
+        self._add(f"route {dst} dev {oif}", data, *_change(RTM_NEWROUTE, RTM_DELROUTE, False))
+
     def fdb(self, index: int, mac: str, dst: str, delete: bool = False) -> None:
         """`bridge fdb replace MAC dev DEV dst DST self permanent` (what flannel writes)."""
         data = msgs.fdb(index, mac, dst)

@@ -177,6 +177,30 @@ def write_net_sysctls(items: list[tuple[str, str]]) -> None:
         os.close(net)
 
 
+ETC_NETNS = "/etc/netns"  # `ip netns exec NAME` mounts /etc/netns/NAME/* over /etc/*
+
+
+def write_etc(name: str, filename: str, text: str) -> list[str]:
+    """A file that `ip netns exec` (and a container of the namespace) sees in /etc; returns
+    what was created (directories that were missing, then the file) for remove_etc()."""
+    made = []
+    for directory in (ETC_NETNS, os.path.join(ETC_NETNS, name)):
+        if not os.path.isdir(directory):
+            os.mkdir(directory)
+            made.append(directory)
+    target = os.path.join(ETC_NETNS, name, filename)
+    with open(target, "w") as f:
+        f.write(text)
+    return made + [target]
+
+
+def remove_etc(paths: list[str]) -> None:
+    """Remove what write_etc() created, newest first; a directory only once empty."""
+    for target in reversed(paths):
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(target) if os.path.isdir(target) else os.unlink(target)
+
+
 def inode(name: str) -> int:
     return os.stat(path(name)).st_ino
 

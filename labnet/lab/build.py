@@ -79,6 +79,7 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         flannel = _Flannel(topo, lab_plan, st, start.etcd(topo, st), workloads, progress)
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
         _create_namespaces(topo, rest, st)
+        _resolv_confs(lab_plan, st)
         apply(kernel, lab_plan.base.split({ns.name for ns in rest})[0])
         try:
             _pinned_pods(kernel, topo, lab_plan, flannel, progress)
@@ -101,6 +102,15 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
             loading.wait()  # a failure above still leaves no iptables-restore behind
         _wait_listening(topo, workloads, st)
     st.status = "up"
+    state.save(st)
+
+
+def _resolv_confs(lab_plan: plan.LabPlan, st: state.LabState) -> None:
+    """Each namespace's /etc/resolv.conf, recorded before it is written (down removes it)."""
+    if not lab_plan.resolv:
+        return
+    for ns, text in lab_plan.resolv.items():
+        st.files.extend(netns.write_etc(ns, "resolv.conf", text))
     state.save(st)
 
 

@@ -17,6 +17,7 @@ TOOLS = {
     "tcpdump": "tcpdump",
     "ping": "iputils-ping",
     "conntrack": "conntrack",
+    "dnsmasq": "dnsmasq-base",
 }
 
 

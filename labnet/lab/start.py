@@ -152,6 +152,7 @@ def _agent(topo: Topology, d: plan.Daemon, flannel) -> processes.Child:
         d.setting("etcd_api"),
         lease_ttl=topo.flannel.lease_ttl,
         more_endpoints=tuple(endpoints[1:]),
+        release=d.setting("release"),
     )
     return processes.Child(
         d.name,

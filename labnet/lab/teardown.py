@@ -84,6 +84,7 @@ def teardown(st: state.LabState) -> DownReport:
     report.processes = processes.stop(st.processes)
     report.processes += processes.stop(_strays(st, report))
     _remove_namespaces(st, report)
+    netns.remove_etc(st.files)
     shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
     try:
         state.STATE_ROOT.rmdir()  # only when no lab (and no schema digest) is left

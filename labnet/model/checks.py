@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from .services import build_checks, build_services
+from .services import build_checks, build_dns, build_services
 from .source import Locator, dotted
 from .topology import (
     ETCD_HOST,
@@ -21,6 +21,7 @@ from .topology import (
     Topology,
     Underlay,
 )
+from .versions import Versions
 
 
 def _subnet_bounds(network: IPv4Network, subnet_len: int) -> tuple[IPv4Address, IPv4Address]:
@@ -31,7 +32,21 @@ def _subnet_bounds(network: IPv4Network, subnet_len: int) -> tuple[IPv4Address, 
     return first, last
 
 
-def _build_flannel(raw: dict, loc: Locator) -> Flannel:
+def _build_versions(data: dict, loc: Locator) -> Versions:
+    versions = Versions.of(data.get("versions", {}))
+    mode = data.get("flannel", {}).get("backend", {}).get("mode")
+    if mode and mode != versions.flannel.mode:
+        raise loc.error(
+            ("flannel", "backend", "mode"),
+            f"flannel {versions.flannel.version} runs vxlan in {versions.flannel.mode} mode, "
+            f"not {mode}",
+            "miss mode is flannel 0.6-0.8, static mode 0.9 and later: set versions.flannel "
+            "(see: inv versions)",
+        )
+    return versions
+
+
+def _build_flannel(raw: dict, loc: Locator, versions: Versions) -> Flannel:
     network = IPv4Network(raw.get("network", "172.16.0.0/16"))
     subnet_len = raw.get("subnet_len", 24)
     if subnet_len <= network.prefixlen:
@@ -63,8 +78,9 @@ def _build_flannel(raw: dict, loc: Locator) -> Flannel:
         smax,
         backend.get("vni", 1),
         backend.get("port", 8472),
-        backend.get("mode", "miss"),
-        raw.get("ipmasq", False),
+        versions.flannel.mode,
+        # without docker's MASQUERADE, flannel's --ip-masq is what lets pods out (kube-flannel)
+        raw.get("ipmasq", not versions.docker.rules),
         raw.get("lease_ttl", 86400),
         kind,
     )
@@ -103,7 +119,12 @@ def _host_in(net: IPv4Network, addr: IPv4Address, loc: Locator, path: tuple, wha
 
 
 def _build_nodes(
-    data: dict, underlay: Underlay, flannel: Flannel, loc: Locator, used: dict[IPv4Address, tuple]
+    data: dict,
+    underlay: Underlay,
+    flannel: Flannel,
+    loc: Locator,
+    used: dict[IPv4Address, tuple],
+    bridge: str,
 ) -> tuple[Node, ...]:
     nodes, subnets = [], {}
     for i, raw in enumerate(data["nodes"]):
@@ -131,7 +152,7 @@ def _build_nodes(
                     raise loc.error(spath, f"{subnet} overlaps {other} of {dotted(opath)}")
             subnets[subnet] = spath
         nodes.append(
-            Node(raw["name"], addr, subnet, raw.get("iface", "eth0"), raw.get("bridge", "docker0"))
+            Node(raw["name"], addr, subnet, raw.get("iface", "eth0"), raw.get("bridge", bridge))
         )
     return tuple(nodes)
 
@@ -165,7 +186,7 @@ def _build_pods(data: dict, nodes: tuple[Node, ...], loc: Locator) -> tuple[Pod,
                 raise loc.error(apath, f"{addr} is already used at {dotted(addrs[addr])}")
             addrs[addr] = apath
         containers = _build_containers(raw.get("containers", []), path, loc)
-        pods.append(Pod(raw["name"], node.name, addr, containers))
+        pods.append(Pod(raw["name"], node.name, addr, containers, raw.get("namespace", "default")))
     return tuple(pods)
 
 
@@ -237,7 +258,7 @@ def _build_external(
         addrs[addr] = path
         serve = _serve(h.get("serve", []))
         _check_listeners(serve, {}, loc, ("external", "hosts", i, "serve"))
-        hosts.append(ExternalHost(h["name"], addr, serve))
+        hosts.append(ExternalHost(h["name"], addr, serve, tuple(h.get("names", []))))
     return External(gw, subnet, tuple(hosts))
 
 
@@ -246,7 +267,8 @@ def build(data: dict, loc: Locator) -> Topology:
     underlay = Underlay(
         IPv4Network(raw_ul.get("subnet", "10.46.181.0/24")), raw_ul.get("mtu", 1500)
     )
-    flannel = _build_flannel(data.get("flannel", {}), loc)
+    versions = _build_versions(data, loc)
+    flannel = _build_flannel(data.get("flannel", {}), loc, versions)
     if underlay.subnet.overlaps(flannel.network):
         raise loc.error(
             ("underlay", "subnet"),
@@ -263,15 +285,29 @@ def build(data: dict, loc: Locator) -> Topology:
     for i in range(members):
         _host_in(underlay.subnet, etcd_addr + i, loc, ("etcd", "address"), "the underlay subnet")
         used[etcd_addr + i] = ("etcd", "address")
-    nodes = _build_nodes(data, underlay, flannel, loc, used)
+    nodes = _build_nodes(data, underlay, flannel, loc, used, versions.docker.bridge)
     pods = _build_pods(data, nodes, loc)
-    etcd = Etcd(etcd_addr, raw_etcd.get("binary"), raw_etcd.get("api", "v3"), members)
+    etcd = Etcd(
+        etcd_addr, raw_etcd.get("binary"), raw_etcd.get("api", versions.flannel.etcd_api), members
+    )
     networks = [(flannel.network, "the flannel network"), (underlay.subnet, "the underlay")]
     external = _build_external(data, underlay, networks, loc, used)
     if external:
         networks.append((external.subnet, "the external subnet"))
     services = build_services(data, pods, networks, loc)
     checks = build_checks(data, nodes, pods, external, services, loc)
+    dns = build_dns(data, services, external, loc)
     return Topology(
-        data["name"], loc.file, underlay, etcd, flannel, nodes, pods, external, services, checks
+        data["name"],
+        loc.file,
+        underlay,
+        etcd,
+        flannel,
+        nodes,
+        pods,
+        external,
+        services,
+        checks,
+        versions,
+        dns,
     )

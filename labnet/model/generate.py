@@ -13,6 +13,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 from labnet.errors import InputError
 
+from . import versions
+
 BACKENDS = ("vxlan", "host-gw")
 MAX_NODES = 250  # one underlay /24 of node addresses, one flannel /24 per node
 MAX_PODS_PER_NODE = 250  # a /24 less the network, flannel.1 (.0), docker0 (.1) and broadcast
@@ -77,13 +79,12 @@ def topology(
     topo = {
         "name": name,
         "description": f"generated: {nodes} nodes, {pods} pods, {len(services)} services",
+        "versions": dict(versions.TODAY),
         "underlay": {"subnet": "10.46.0.0/16"},
         "etcd": {"address": "10.46.0.10"},
         "flannel": {
             "network": str(network),
-            "backend": {"type": "vxlan", "mode": "miss"}
-            if backend == "vxlan"
-            else {"type": backend},
+            "backend": {"type": backend},
         },
         "nodes": node_list,
         "pods": pod_list,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 from .source import Locator, dotted
-from .topology import Check, External, Node, Pod, Service, ServicePort
+from .topology import Check, ClusterDNS, External, Node, Pod, Service, ServicePort
 
 
 def _build_service_ports(raw: list[dict], path: tuple, loc: Locator) -> tuple[ServicePort, ...]:
@@ -140,6 +140,32 @@ def build_checks(
             )
         )
     return tuple(out)
+
+
+def build_dns(
+    data: dict, services: tuple[Service, ...], external: External | None, loc: Locator
+) -> ClusterDNS | None:
+    raw = data.get("dns")
+    if raw is None:
+        return None
+    svc = next((s for s in services if s.full_name == raw["service"]), None)
+    if svc is None:
+        raise loc.error(
+            ("dns", "service"),
+            f"no service named {raw['service']!r}",
+            "declare it under services (kube-system/kube-dns: ports dns 53/udp, dns-tcp 53/tcp)",
+        )
+    if not any(p.port == 53 and p.protocol == "udp" for p in svc.ports) or not svc.endpoints:
+        raise loc.error(("dns", "service"), f"{svc.full_name} needs endpoints and port 53/udp")
+    upstream = raw.get("upstream")
+    hosts = {h.name for h in external.hosts} if external else set()
+    if upstream is not None and upstream not in hosts:
+        raise loc.error(
+            ("dns", "upstream"),
+            f"no external host named {upstream!r}",
+            "the upstream is a host under external.hosts",
+        )
+    return ClusterDNS(svc.full_name, raw.get("domain", "cluster.local"), upstream)
 
 
 NODE_PORT_BASE = 30000

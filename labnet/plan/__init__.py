@@ -31,7 +31,7 @@ from .objects import (
     Veth,
     netns_name,
 )
-from .rules import docker_rules, flannel_ipmasq_rules, kube_proxy_rules
+from .rules import docker_rules, flannel_rules, kube_proxy_rules
 
 __all__ = [
     "BRIDGE_NF_CALL_IPTABLES",
@@ -52,7 +52,7 @@ __all__ = [
     "Sysctl",
     "Veth",
     "docker_rules",
-    "flannel_ipmasq_rules",
+    "flannel_rules",
     "kube_proxy_rules",
     "netns_name",
     "plan",

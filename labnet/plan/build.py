@@ -15,6 +15,7 @@ import json
 from ipaddress import IPv4Address, IPv4Network
 
 from ..model import ETCD_CLIENT_PORT, Node, Topology
+from . import dns
 from .objects import (
     ETH0_INDEX,
     EXTERNAL_BRIDGE,
@@ -164,6 +165,7 @@ def _daemons(topo: Topology) -> list[Daemon]:
             ),
             ("ipmasq", "true" if fl.ipmasq else "false"),
             ("etcd_api", topo.etcd.api),
+            ("release", topo.versions.flannel.version),
         )
         out.append(Daemon(f"flanneld-{n.name}", "flannel", netns_name(lab, n.name), settings))
     for p in topo.pods:
@@ -224,7 +226,9 @@ def plan_node_pods(topo: Topology, node: Node, subnet: IPv4Network, mtu: int) ->
         steps.routes.append(Route(pod_ns, "default", str(gateway), "eth0"))
     if topo.services:  # kube-proxy needs bridged traffic to see the nat table (br_netfilter)
         steps.sysctls.append(Sysctl(node_ns, BRIDGE_NF_CALL_IPTABLES, "1"))
-    steps.rules.append(Rules(node_ns, "docker", docker_rules(str(subnet), node.bridge)))
+    docker = docker_rules(topo.versions.docker, str(subnet), node.bridge, topo.flannel.ipmasq)
+    if docker:
+        steps.rules.append(Rules(node_ns, "docker", docker))
     return NodePods(node.name, str(subnet), addrs, steps)
 
 
@@ -238,4 +242,5 @@ def plan(topo: Topology) -> LabPlan:
         n.name: plan_node_pods(topo, n, n.subnet, topo.flannel_mtu) if n.subnet else None
         for n in topo.nodes
     }
-    return LabPlan(topo.name, namespaces, base, _daemons(topo), nodes)
+    daemons = _daemons(topo) + dns.daemons(topo)
+    return LabPlan(topo.name, namespaces, base, daemons, nodes, dns.resolv_confs(topo))

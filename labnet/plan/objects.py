@@ -153,6 +153,7 @@ class LabPlan:
     base: Steps
     daemons: list[Daemon]
     nodes: dict[str, NodePods | None]  # None: subnet leased at run time
+    resolv: dict[str, str] = field(default_factory=dict)  # namespace -> its resolv.conf
 
 
 def netns_name(lab: str, name: str) -> str:

@@ -210,6 +210,9 @@ def _masquerade(model: NetModel, ns: str, src: str, dst: str, dev: str, marked: 
             return False
         if s not in network and d in network:
             return True
+    # docker's MASQUERADE, absent without docker and when flannel masquerades instead
+    if not model.topo.versions.docker.rules:
+        return False
     return s in node.subnet and dev != node.bridge
 
 

@@ -59,13 +59,17 @@ def tour(lab_name: str, step: Callable[[str], None] = terminal.heading) -> None:
     show(minion, ["ip", "-d", "link", "show", "flannel.1"], ("vxlan id", "mtu 1450"))
     step(f"pod1 pings pod3 ({pod3_ip}) across the nodes")
     show(pod1, ["ping", "-c", "3", "-i", "0.2", pod3_ip], (" 0% packet loss",))
-    step("c) the agent answered the miss from etcd: master's neighbours")
+    step("c) the agent answered the miss from the leases its etcd watch holds: neighbours")
     show(master, ["ip", "neigh", "show", "dev", "flannel.1"], (pod3_ip.replace(".", r"\."),))
     show(
         etcd_host,
-        etcdctl(endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/"),
+        (
+            etcdctl(endpoint, "ls", f"{FLANNEL_PREFIX}/subnets")
+            if st.etcd_api == "v2"
+            else etcdctl(endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/")
+        ),
         (minion_ip.replace(".", r"\."),),
-        env=etcd.tools_env(),
+        env=etcd.tools_env(st.etcd_api),
     )
     step("d) encapsulation: the FDB gives the outer destination")
     show(master, ["bridge", "fdb", "show", "dev", "flannel.1"], ("self permanent",))
@@ -75,7 +79,7 @@ def tour(lab_name: str, step: Callable[[str], None] = terminal.heading) -> None:
         "\n".join(
             line
             for line in log
-            if any(w in line for w in ("l3-miss", "etcd-lookup", "neigh-written", "fdb-written"))
+            if any(w in line for w in ("l3-miss", "lease-lookup", "neigh-written", "fdb-written"))
         ),
         ("neigh-written",),
     )

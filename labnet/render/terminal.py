@@ -57,7 +57,7 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     root.add(f"flannel config {fl.config_json()}  ({fl.summary})")
     for svc in topo.services:
         for port in svc.ports:
-            root.add(Text(_service_line(svc, port), style="cyan"))
+            root.add(Text(_service_line(svc, port, topo.versions.kube_proxy.era), style="cyan"))
     steps = [lab_plan.base] + [n.steps for n in lab_plan.nodes.values() if n]
     for ns in lab_plan.namespaces:
         branch = root.add(Text.assemble((ns.name, "bold"), f"  [{ns.role}]"))
@@ -109,13 +109,37 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     return root
 
 
-def _service_line(svc, port) -> str:
+def versions_table() -> Table:
+    """`inv versions`: every supported release, the sets a lab is pinned to, what changes."""
+    from labnet.model import versions as v
+
+    table = Table(title="Releases a lab can run (topology: versions:)", show_lines=True)
+    for col in ("component", "version", "follows", "what a lab shows"):
+        table.add_column(col, overflow="fold")
+    for component, known in v.KNOWN.items():
+        for r in known.values():
+            sets = [
+                name
+                for name, s in (("article", v.ARTICLE), ("today", v.TODAY))
+                if s[component] == r.version
+            ]
+            mark = f" ({', '.join(sets)})" if sets else ""
+            table.add_row(component, r.version + mark, f"{r.tag} {r.date}", r.changes)
+    table.caption = (
+        "article: the reference lab's set (etcd v2); today: the default of new topologies "
+        "and inv gen (etcd v3). The etcd API follows flannel (v3 from v0.18); etcd.api "
+        "overrides it."
+    )
+    return table
+
+
+def _service_line(svc, port, era: str) -> str:
     from labnet.plan.kubeproxy import svc_chain
 
     node_port = f" nodePort {port.node_port}" if port.node_port else ""
     return (
         f"service {svc.full_name} {svc.cluster_ip}:{port.port}/{port.protocol}{node_port}"
-        f" -> {', '.join(svc.endpoints)} :{port.target_port}  ({svc_chain(svc, port)}, "
+        f" -> {', '.join(svc.endpoints)} :{port.target_port}  ({svc_chain(svc, port, era)}, "
         f"affinity {svc.affinity})"
     )
 

@@ -153,7 +153,7 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env=etcd.tools_env(),
+        env=etcd.tools_env(lookup.load_state(lab_name).etcd_api),
     )
     out = proc.stdout + proc.stderr
     expected = [_fill(e, v) for e in cmd.expect]
@@ -164,7 +164,7 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
         terminal.console.print(f"  [dim]{cmd.events}'s flannel agent meanwhile:[/dim]")
         terminal.output(
             "\n".join(events) or "(no events)",
-            ("l3-miss", "etcd-lookup", "neigh-written", "fdb-written"),
+            ("l3-miss", "lease-lookup", "neigh-written", "fdb-written"),
         )
     missing = [e for e in expected if e not in out]
     for e in missing:

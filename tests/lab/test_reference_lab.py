@@ -123,7 +123,7 @@ def test_d_ping_across_nodes_then_neighbour_and_fdb(reference_lab):
     log = (state.node_dir(LAB, "master") / "flanneld.log").read_text()
     for event in (
         "l3-miss          dst=172.16.57.15",
-        "etcd-lookup      dst=172.16.57.15",
+        "lease-lookup     dst=172.16.57.15",
         f"neigh-written    entry={POD3} dev flannel.1 lladdr {minion_mac} REACHABLE",
         f"fdb-written      entry={minion_mac} dst {MINION_IP} self permanent",
     ):

@@ -104,7 +104,7 @@ def test_udp_service_and_udp_server(reference_lab):
 
 def test_pod_to_internet_is_masqueraded_to_the_node(reference_lab):
     assert who(request(ns("pod1"), "http", "203.0.113.10", 80)) == ("internet", MASTER_IP)
-    assert who(request(ns("pod3"), "udp", "203.0.113.10", 53)) == ("internet", MINION_IP)
+    assert who(request(ns("pod3"), "udp", "203.0.113.10", 5353)) == ("internet", MINION_IP)
     proc = run_inv("curl", "pod1", "http://203.0.113.10/")
     assert proc.returncode == 0 and proc.stdout.startswith(f"internet {MASTER_IP}:")
     out = sh(LAB, "master", "iptables", "-t", "nat", "-nL", "POSTROUTING")

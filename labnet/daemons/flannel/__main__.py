@@ -31,6 +31,7 @@ def parse(argv: list[str]) -> AgentConfig:
     p.add_argument("--etcd-api", choices=["v3", "v2"], default="v3")
     p.add_argument("--prefix", default="/coreos.com/network")
     p.add_argument("--lease-ttl", type=int, default=24 * 3600)
+    p.add_argument("--release", default="0.6", help="the flannel release to behave as")
     a = p.parse_args(argv)
     host, _, port = a.etcd.rpartition(":")
     return AgentConfig(
@@ -46,6 +47,7 @@ def parse(argv: list[str]) -> AgentConfig:
         a.etcd_api,
         a.prefix,
         a.lease_ttl,
+        release=a.release,
     )
 
 

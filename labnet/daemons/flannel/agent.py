@@ -20,7 +20,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -29,10 +28,11 @@ from pathlib import Path
 
 from labnet.daemons.flannel.lease import Lease, free_subnets, log
 from labnet.daemons.flannel.misses import NUD_REACHABLE, MissAnswerer
+from labnet.daemons.flannel.rules import RuleKeeper
 from labnet.daemons.flannel.store import open_store
 from labnet.daemons.flannel.sync import PROTO_BOOT, LeaseSync
 from labnet.kernel import netlink, query
-from labnet.plan import flannel_ipmasq_rules
+from labnet.model.versions import FLANNEL
 
 LEASE_TTL = 24 * 3600  # flannel's subnet lease
 CONFIG_POLL_MAX = 0.3  # seconds between asks for the network config, at most
@@ -54,11 +54,14 @@ class AgentConfig:
     prefix: str = "/coreos.com/network"
     lease_ttl: int = LEASE_TTL
     more_endpoints: tuple[str, ...] = ()  # other members of an etcd cluster, host:port
+    release: str = "0.6"  # the flannel release whose behaviour the agent follows
 
 
-class Agent(LeaseSync, MissAnswerer):
+class Agent(LeaseSync, MissAnswerer, RuleKeeper):
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
+        self.release = FLANNEL[cfg.release]
+        self.vni = 1
         self.backend = "vxlan"  # what <prefix>/config says
         self.device = ""
         self.ifindex = 0
@@ -124,7 +127,7 @@ class Agent(LeaseSync, MissAnswerer):
 
     def create_device(self, config: dict) -> None:
         backend = config.get("Backend", {})
-        vni = int(backend.get("VNI", 1))
+        vni = self.vni = int(backend.get("VNI", 1))
         port = int(backend.get("Port", 8472))
         self.device = f"flannel.{vni}"
         under = self._underlay()
@@ -189,7 +192,14 @@ class Agent(LeaseSync, MissAnswerer):
                 if not free:
                     raise RuntimeError("no free subnet left in the flannel network")
                 subnet, how = random.choice(free), "allocated"
-            lease = Lease(subnet, self.cfg.public_ip, self.mac, self.backend)
+            lease = Lease(
+                subnet,
+                self.cfg.public_ip,
+                self.mac,
+                self.backend,
+                self.release.lease_form,
+                self.vni,
+            )
             if self._write_lease(lease, exists=lease.subnet in {v.subnet for _, v in mine}):
                 log(
                     "lease-acquired",
@@ -208,7 +218,11 @@ class Agent(LeaseSync, MissAnswerer):
         return self.store.write(key, lease.to_json(), self.cfg.lease_ttl, create_only=not exists)
 
     def configure_device(self, lease: Lease) -> None:
-        plen = self.network.prefixlen if self.cfg.mode == "miss" else 32
+        """flannel.1's address as the release sets it: <subnet>.0 with the network's prefix
+        (to v0.6: the kernel's own route covers the network), /32 and an explicit network
+        route (v0.7-v0.8), or /32 alone (v0.9+: a route per lease)."""
+        style = self.release.address
+        plen = self.network.prefixlen if style == "network" else 32
         want = (lease.gateway, plen)
         have = query.addresses(None, self.ifindex)
         batch = netlink.Batch(None)
@@ -222,6 +236,8 @@ class Agent(LeaseSync, MissAnswerer):
             with open(f"/proc/sys/net/ipv4/neigh/{self.device}/app_solicit", "w") as f:
                 f.write("3")
         batch.link_up(self.ifindex, self.device)
+        if style == "host-route":
+            batch.device_route(str(self.network), self.ifindex, PROTO_BOOT)
         batch.send()
         log(
             "device-ready",
@@ -229,6 +245,7 @@ class Agent(LeaseSync, MissAnswerer):
             address=f"{lease.gateway}/{plen}",
             mac=self.mac,
             app_solicit=3 if self.cfg.mode == "miss" else 0,
+            **({"route": f"{self.network} dev {self.device}"} if style == "host-route" else {}),
         )
 
     def write_subnet_env(self, lease: Lease) -> None:
@@ -250,35 +267,6 @@ class Agent(LeaseSync, MissAnswerer):
             FLANNEL_MTU=self.mtu,
         )
 
-    def setup_ipmasq(self, lease: Lease) -> None:
-        """flanneld --ip-masq: its POSTROUTING rules, in place before docker (which waits for
-        subnet.env) appends its own MASQUERADE after them."""
-        net = str(self.network)
-        check = [
-            "iptables",
-            "--wait",
-            "-t",
-            "nat",
-            "-C",
-            "POSTROUTING",
-            "-s",
-            net,
-            "-d",
-            net,
-            "-j",
-            "RETURN",
-        ]
-        if subprocess.run(check, capture_output=True).returncode == 0:
-            log("ipmasq", rules="already present")
-            return
-        text = flannel_ipmasq_rules(net, str(lease.subnet))
-        proc = subprocess.run(
-            ["iptables-restore", "--noflush", "--wait"], input=text, capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"ip-masq rules refused: {proc.stderr.strip()}")
-        log("ipmasq", rules=f"-s {net} -d {net} -j RETURN, then MASQUERADE (4 rules)")
-
     def run(self) -> int:
         log(
             "starting",
@@ -287,13 +275,12 @@ class Agent(LeaseSync, MissAnswerer):
             iface=self.cfg.iface,
             etcd=f"{self.cfg.etcd_host}:{self.cfg.etcd_port}",
         )
-        config = self.wait_config()
+        config = self.config = self.wait_config()
         self.prepare_backend(config)
         self.lease, leases, revision = self.acquire_lease(config)
         if self.backend == "vxlan":
             self.configure_device(self.lease)
-        if self.cfg.ipmasq:
-            self.setup_ipmasq(self.lease)
+        self.setup_rules(self.lease)  # --ip-masq, and FORWARD from v0.9.1 on
         # flanneld's order: subnet.env as soon as the lease is held (docker waits for it),
         # then the other nodes' leases
         self.write_subnet_env(self.lease)

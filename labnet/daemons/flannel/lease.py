@@ -17,6 +17,8 @@ class Lease:
     public_ip: str
     vtep_mac: str | None  # vxlan's flannel.1 MAC; host-gw has none
     backend: str = "vxlan"
+    form: str = "v0.5"  # the release's LeaseAttrs: v0.5 (to v0.13) or v0.15 (and later)
+    vni: int = 1
 
     @property
     def key_name(self) -> str:
@@ -27,11 +29,16 @@ class Lease:
         return str(self.subnet.network_address)
 
     def to_json(self) -> str:
-        """flannel v0.7's lease value, byte for byte (Go's json.Marshal: no spaces; host-gw
-        has no BackendData, which LeaseAttrs omits when empty)."""
-        value: dict = {"PublicIP": self.public_ip, "BackendType": self.backend}
+        """The release's lease value, byte for byte as Go's json.Marshal writes LeaseAttrs
+        (fields in struct order, no spaces; host-gw has no BackendData, omitted when empty).
+        v0.15 adds PublicIPv6 (null without IPv6) and vxlan's VNI (since v0.14)."""
+        value: dict = {"PublicIP": self.public_ip}
+        if self.form == "v0.15":
+            value["PublicIPv6"] = None
+        value["BackendType"] = self.backend
         if self.vtep_mac is not None:
-            value["BackendData"] = {"VtepMAC": self.vtep_mac}
+            data = {"VNI": self.vni} if self.form == "v0.15" else {}
+            value["BackendData"] = {**data, "VtepMAC": self.vtep_mac}
         return json.dumps(value, separators=(",", ":"))
 
     @classmethod

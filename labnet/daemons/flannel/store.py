@@ -132,7 +132,9 @@ class V3Store:
         return bool(data.get("succeeded"))
 
     def refresh(self, key: str, value: str, ttl: int) -> None:
-        self._call("/v3/lease/keepalive", {"ID": self.lease_id})
+        """flannel's renewal: a new etcd lease of the full TTL, and the key put again with
+        it (the old lease runs out on its own)."""
+        self.write(key, value, ttl, create_only=False)
 
     def watch(self, prefix: str, revision: int, changed: Changed) -> None:
         """One streamed POST /v3/watch; returns when etcd ends or cancels the stream. Events
@@ -256,7 +258,8 @@ class V2Store:
         return status in (200, 201)
 
     def refresh(self, key: str, value: str, ttl: int) -> None:
-        self._call("PUT", key, {"prevExist": "true"}, {"ttl": str(ttl), "refresh": "true"})
+        """flannel's renewal: the value set again with a fresh TTL, on the existing key."""
+        self._call("PUT", key, {"prevExist": "true"}, {"value": value, "ttl": str(ttl)})
 
     def watch(self, prefix: str, revision: int, changed: Changed) -> None:
         """Long-polling ?wait=true, as flannel's v2 watcher does: one event at a time."""

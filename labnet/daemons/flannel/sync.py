@@ -5,6 +5,7 @@ renewal of the node's own lease."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ RESYNC = 30.0
 
 class LeaseSync:
     """Part of the Agent: what it does with the other nodes' leases. Uses the agent's
-    cfg, store, remote, backend, device, ifindex, lease, key() and read_leases()."""
+    cfg, release, store, remote, backend, device, ifindex, lease, key() and read_leases()."""
 
     def leases_added(self, leases: dict[str, Lease]) -> None:
         """Program every new lease's entries in one netlink batch: a node of a 50-node lab
@@ -148,6 +149,11 @@ class LeaseSync:
         with self._sync:
             added: dict[str, Lease] = {}
             for key, value in events:
+                if value is None and key == self.key(self.lease.key_name):
+                    self.leases_added(added)
+                    added = {}
+                    self.lease_lost()
+                    continue
                 if value is None:
                     self.leases_added(added)
                     added = {}
@@ -158,6 +164,21 @@ class LeaseSync:
                 except (ValueError, KeyError):
                     log("lease-ignored", key=key, reason="unparsable")
             self.leases_added(added)
+
+    def lease_lost(self) -> None:
+        """The node's own lease was deleted or expired: "Lease has been revoked". Up to v0.7
+        flanneld takes a lease again (the subnet of its subnet.env while it is free); from
+        v0.8 on it stops, and its supervisor (systemd, the DaemonSet) starts it again."""
+        key = self.key(self.lease.key_name)
+        if self.release.lost_lease == "exit":
+            log("lease-revoked", key=key, action="exiting")
+            log("fatal", error="Lease has been revoked. Shutting down daemon.")
+            os._exit(1)
+        log("lease-revoked", key=key, action="acquiring a lease again")
+        self.lease, _, _ = self.acquire_lease(self.config)
+        if self.backend == "vxlan":
+            self.configure_device(self.lease)
+        self.write_subnet_env(self.lease)
 
     def renew(self) -> None:
         """Keep the lease: refresh it an hour before the 24 h TTL runs out."""
