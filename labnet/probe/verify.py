@@ -8,6 +8,7 @@ it was expected and not seen is named, with the kernel state there that explains
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from labnet import model
 from labnet.daemons import state
 from labnet.daemons.workload import request
 from labnet.errors import InputError
+from labnet.kernel import netns
 from labnet.lab import lookup
 from labnet.model import Check, Topology
 from labnet.plan import path
@@ -115,6 +117,12 @@ def _probe(src_ns: str, check: Check, ip: str) -> Attempt:
         return Attempt(
             (t0, time.time()), "reply" if ok else None, None, None, "" if ok else "no echo reply"
         )
+    if check.proto == "udp" and check.port == 53:
+        try:  # the answer names no endpoint: any reply proves the path
+            line = _dns_request(src_ns, check, ip)
+            return Attempt((t0, time.time()), line, None, None)
+        except OSError as exc:
+            return Attempt((t0, time.time()), None, None, None, f"{type(exc).__name__}: {exc}")
     try:
         line = request(src_ns, check.proto, ip, check.port, timeout=1.0)
     except OSError as exc:
@@ -122,6 +130,23 @@ def _probe(src_ns: str, check: Check, ip: str) -> Attempt:
     parts = line.split()
     client = parts[1].rsplit(":", 1)[0] if len(parts) > 1 else None
     return Attempt((t0, time.time()), line, parts[0] if parts else None, client)
+
+
+def _dns_request(src_ns: str, check: Check, ip: str) -> str:
+    """Port 53 over UDP is a DNS server: a real query (a service's own name, when the
+    target is a service), answered as `dns <server> <rcode> <addresses>`."""
+    from scapy.layers.dns import DNS, DNSQR
+
+    ns_name = check.target.split("/")[::-1] if "/" in check.target else ["cluster", "local"]
+    qname = ".".join(ns_name + (["svc", "cluster.local"] if "/" in check.target else []))
+    with netns.entered(src_ns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        sock.settimeout(1.0)
+        sock.sendto(bytes(DNS(rd=1, qd=DNSQR(qname=qname))), (ip, 53))
+        reply = DNS(sock.recv(1500))
+    found = [str(reply.an[i].rdata) for i in range(reply.ancount)] if reply.ancount else []
+    return f"dns {ip}:53 rcode={reply.rcode} {qname} {' '.join(found)}".strip()
 
 
 def _run_probes(st: state.LabState, check: Check, ip: str) -> list[Attempt]:
