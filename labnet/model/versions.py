@@ -79,7 +79,7 @@ FLANNEL = {
             "every 5 s",
         ),
         Flannel(
-            "0.28", "v0.28.9", "2026", "static", "host", "v3", "v0.15", "chain", True, 5.0,
+            "0.28", "v0.28.9", "2026-08", "static", "host", "v3", "v0.15", "chain", True, 5.0,
             "exit",
             "etcd v3 leases; lease JSON with \"PublicIPv6\" and \"VNI\"; FLANNEL-POSTRTG and "
             "FLANNEL-FWD chains with comments, MASQUERADE --random-fully; kube-flannel's "

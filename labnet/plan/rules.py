@@ -13,7 +13,11 @@ def docker_rules(release: versions.Docker, subnet: str, bridge: str, flannel_ipm
     FLANNEL_IPMASQ=true, mk-docker-opts.sh gives docker --ip-masq=false: no MASQUERADE."""
     if not release.rules:
         return ""
-    masq = [f"-I POSTROUTING 1 -s {subnet} ! -o {bridge} -j MASQUERADE"]
+    # the masquerade and its "skip DNAT" rule come together, only with --ip-masq
+    masq = [
+        f"-I POSTROUTING 1 -s {subnet} ! -o {bridge} -j MASQUERADE",
+        f"-I DOCKER 1 -i {bridge} -j RETURN",
+    ]
     # 1.13 sets DROP when it finds forwarding off, as on a node that just booted
     policy = [":FORWARD DROP [0:0]"] if release.forward_policy == "DROP" else []
     return (
@@ -22,7 +26,6 @@ def docker_rules(release: versions.Docker, subnet: str, bridge: str, flannel_ipm
                 "*nat",
                 ":DOCKER - [0:0]",
                 *([] if flannel_ipmasq else masq),
-                f"-I DOCKER 1 -i {bridge} -j RETURN",
                 "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
                 "-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER ! --dst 127.0.0.0/8",
                 "COMMIT",
