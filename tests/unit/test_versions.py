@@ -99,11 +99,11 @@ def test_lease_values_per_release():
     old = Lease(None, "10.46.181.145", mac, form=versions.FLANNEL["0.6"].lease_form)
     new = Lease(None, "10.46.181.145", mac, form=versions.FLANNEL["0.28"].lease_form)
     assert old.to_json() == (
-        '{"PublicIP":"10.46.181.145","BackendType":"vxlan","BackendData":{"VtepMAC":"%s"}}' % mac
+        '{"PublicIP":"10.46.181.145","BackendType":"vxlan","BackendData":{"VtepMAC":"' + mac + '"}}'
     )
     assert new.to_json() == (
         '{"PublicIP":"10.46.181.145","PublicIPv6":null,"BackendType":"vxlan",'
-        '"BackendData":{"VNI":1,"VtepMAC":"%s"}}' % mac
+        '"BackendData":{"VNI":1,"VtepMAC":"' + mac + '"}}'
     )
 
 
