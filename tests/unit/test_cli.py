@@ -51,7 +51,7 @@ def test_validate_bad_file_is_one_line_with_location(tmp_path):
 
 def test_validate_and_plan_of_the_reference():
     proc = run_inv("validate", str(REFERENCE))
-    assert proc.returncode == 0 and "valid (2 nodes, 8 pods" in proc.stdout
+    assert proc.returncode == 0 and "valid (2 nodes, 9 pods" in proc.stdout
     plan = run_inv("plan", str(REFERENCE), env={**os.environ, "COLUMNS": "200"})
     assert plan.returncode == 0
     for text in (

@@ -24,82 +24,44 @@ def test_upstream_hash_vectors():
     )
 
 
-def test_article_chain_names_for_rbd_rest_api():
+def test_an_unnamed_port_is_named_as_each_release_names_it():
+    """v1.5: `ns/svc:` (the article's KUBE-SVC-AU252PRZZQGOERSG); today fmtPortName drops
+    the colon, so the same service hashes to another chain (tests/goldens/kube-proxy)."""
     port = ServicePort("", 8080, 8080, "tcp", None)
     s = svc("default", "rbd-rest-api", port, ("a", "b"))
-    assert kubeproxy.port_name(s, port) == "default/rbd-rest-api:"
-    assert kubeproxy.svc_chain(s, port) == "KUBE-SVC-AU252PRZZQGOERSG"
-    assert kubeproxy.sep_chain(s, port, "172.16.99.6") == "KUBE-SEP-I6L4LR53UYF7FORX"
-    assert kubeproxy.sep_chain(s, port, "172.16.99.7") == "KUBE-SEP-LBWOKUH4CUTN7XKH"
+    assert kubeproxy.port_name(s, port, "1.5") == "default/rbd-rest-api:"
+    assert kubeproxy.svc_chain(s, port, "1.5") == "KUBE-SVC-AU252PRZZQGOERSG"
+    assert kubeproxy.sep_chain(s, port, "172.16.99.6", "1.5") == "KUBE-SEP-I6L4LR53UYF7FORX"
+    assert kubeproxy.sep_chain(s, port, "172.16.99.7", "1.5") == "KUBE-SEP-LBWOKUH4CUTN7XKH"
+    assert kubeproxy.port_name(s, port) == "default/rbd-rest-api"
+    assert kubeproxy.svc_chain(s, port) == "KUBE-SVC-YTRQUIYGUWXPPZ34"
 
 
-def test_rules_in_kube_proxy_order():
-    port = ServicePort("", 8080, 8080, "tcp", None)
-    s = svc("default", "rbd-rest-api", port, ("a", "b"))
-    nat = kubeproxy.render((s,), {"a": "172.16.99.6", "b": "172.16.99.7"})
-    assert nat.chains["KUBE-SERVICES"] == [
-        '-m comment --comment "default/rbd-rest-api: cluster IP" -m tcp -p tcp -d 192.168.3.22 '
-        "--dport 8080 -j KUBE-SVC-AU252PRZZQGOERSG",
-        '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in '
-        'this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',
-    ]
-    assert nat.chains["KUBE-SVC-AU252PRZZQGOERSG"] == [
-        '-m comment --comment "default/rbd-rest-api: -> 172.16.99.6:8080" -m statistic --mode '
-        "random --probability 0.5000000000 -j KUBE-SEP-I6L4LR53UYF7FORX",
-        '-m comment --comment "default/rbd-rest-api: -> 172.16.99.7:8080" '
-        "-j KUBE-SEP-LBWOKUH4CUTN7XKH",
-    ]
-    assert nat.chains["KUBE-SEP-I6L4LR53UYF7FORX"] == [
-        '-m comment --comment "default/rbd-rest-api:" -s 172.16.99.6 -j KUBE-MARK-MASQ',
-        '-m comment --comment "default/rbd-rest-api:" -m tcp -p tcp -j DNAT '
-        "--to-destination 172.16.99.6:8080",
-    ]
-    assert nat.chains["KUBE-MARK-MASQ"] == ["-j MARK --or-mark 0x4000"]
-    assert nat.chains["KUBE-POSTROUTING"] == [
-        "-m mark ! --mark 0x4000/0x4000 -j RETURN",
-        "-j MARK --xor-mark 0x4000",
-        '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE '
-        "--random-fully",
-    ]
-    text = nat.restore_text()
-    assert text.startswith("*nat\n:KUBE-SERVICES - [0:0]\n") and text.endswith("COMMIT\n")
-    assert (
-        '-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in text
-    )
+def test_probabilities_per_release():
+    assert [kubeproxy.probability(i, 3, "1.5") for i in range(2)] == ["0.33333", "0.50000"]
+    assert [kubeproxy.probability(i, 3) for i in range(2)] == ["0.3333333333", "0.5000000000"]
 
 
-def test_three_endpoints_probabilities_and_nodeport():
-    port = ServicePort("http", 80, 8080, "tcp", 30080)
-    s = svc("default", "web", port, ("a", "b", "c"), kind="NodePort")
-    nat = kubeproxy.render((s,), {"a": "10.0.0.1", "b": "10.0.0.2", "c": "10.0.0.3"})
-    rules = nat.chains[kubeproxy.svc_chain(s, port)]
-    assert "--probability 0.3333333333 " in rules[0]
-    assert "--probability 0.5000000000 " in rules[1]
-    assert "statistic" not in rules[2]
-    ext = kubeproxy.ext_chain(s, port)
-    assert nat.chains["KUBE-NODEPORTS"] == [
-        f'-m comment --comment "default/web:http" -m tcp -p tcp --dport 30080 -j {ext}'
-    ]
-    assert nat.chains[ext] == [
-        '-m comment --comment "masquerade traffic for default/web:http external destinations" '
-        "-j KUBE-MARK-MASQ",
-        f"-j {kubeproxy.svc_chain(s, port)}",
-    ]
-    assert nat.chains["KUBE-SERVICES"][-1].endswith("-j KUBE-NODEPORTS")
+def test_endpoints_are_sorted_as_kube_proxy_sorts_them():
+    """By "ip:port" string: 172.16.57.16 comes before 172.16.99.10 whatever the topology says."""
+    port = ServicePort("http", 80, 8080, "tcp", None)
+    s = svc("default", "web", port, ("a", "b"))
+    nat = kubeproxy.render((s,), {"a": "172.16.99.10", "b": "172.16.57.16"}, "1.5")
+    first = nat.nat[kubeproxy.svc_chain(s, port, "1.5")][0]
+    assert first.endswith(f"-j {kubeproxy.sep_chain(s, port, '172.16.57.16', '1.5')}")
+    assert "--probability 0.50000" in first
 
 
-def test_client_ip_affinity_uses_recent():
-    port = ServicePort("", 80, 8080, "udp", None)
-    s = svc("default", "sticky", port, ("a", "b"), affinity="ClientIP")
-    nat = kubeproxy.render((s,), {"a": "10.0.0.1", "b": "10.0.0.2"})
-    sep_a = kubeproxy.sep_chain(s, port, "10.0.0.1")
-    rules = nat.chains[kubeproxy.svc_chain(s, port)]
-    assert rules[0].endswith(
-        f"-m recent --name {sep_a} --mask 255.255.255.255 --rsource "
-        f"--rcheck --seconds 10800 --reap -j {sep_a}"
-    )
-    assert len(rules) == 4  # two recent checks, then the random split
-    assert (
-        f"-m recent --name {sep_a} --mask 255.255.255.255 --rsource --set -m udp -p udp -j DNAT"
-        in (nat.chains[sep_a][1])
-    )
+def test_a_service_without_endpoints_is_rejected_in_the_filter_table():
+    port = ServicePort("", 80, 80, "tcp", None)
+    s = svc("default", "my-nginx", port)
+    old, new = kubeproxy.render((s,), {}, "1.5"), kubeproxy.render((s,), {})
+    assert old.filter["KUBE-SERVICES"] == [
+        '-m comment --comment "default/my-nginx: has no endpoints" -m tcp -p tcp '
+        "-d 192.168.3.22/32 --dport 80 -j REJECT"
+    ]
+    assert new.filter["KUBE-SERVICES"] == [
+        '-m comment --comment "default/my-nginx has no endpoints" -m tcp -p tcp '
+        "-d 192.168.3.22 --dport 80 -j REJECT"
+    ]
+    assert not any("my-nginx" in r for r in new.nat["KUBE-SERVICES"])

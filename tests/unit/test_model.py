@@ -45,7 +45,7 @@ def test_flannel_defaults(tmp_path):
         24,
         1,
         8472,
-        "miss",
+        "static",  # today's flannel, when a topology names no release
     )
     assert topo.flannel_mtu == 1450  # underlay 1500 - 50
     assert fl.device == "flannel.1"
@@ -236,7 +236,7 @@ def test_reference_services_and_external_hosts():
     )
     assert rbd.ports[0].name == "" and rbd.ports[0].target_port == 8080
     web = topo.services[1]
-    assert web.type == "NodePort" and [p.node_port for p in web.ports] == [30080, 30000]
+    assert web.type == "NodePort" and [p.node_port for p in web.ports] == [30080, 30053]
     assert str(topo.external.gateway) == "10.46.181.1"
     assert [(h.name, str(h.address)) for h in topo.external.hosts] == [("internet", "203.0.113.10")]
     pod2 = next(p for p in topo.pods if p.name == "pod2")

@@ -90,11 +90,11 @@ def test_host_gw_routes_pod_traffic_through_eth0_unencapsulated(tmp_path):
     fwd, back = path.predict(net, "hgw-pod1", "172.16.1.2", "172.16.2.2", "icmp", None)
     assert [f"{h.netns.removeprefix('hgw-')}/{h.ifname}/{h.direction}" for h in fwd.hops] == [
         "pod1/eth0/out",
-        "node1/docker0/in",
+        "node1/cni0/in",
         "node1/eth0/out",
         "underlay/ul-node2/out",
         "node2/eth0/in",
-        "node2/docker0/out",
+        "node2/cni0/out",
         "pod2/eth0/in",
     ]
     assert all(h.outer is None for h in fwd.hops)

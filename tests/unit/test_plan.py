@@ -23,7 +23,7 @@ def test_reference_plan_namespaces_are_prefixed_by_the_lab():
         "flannel-vxlan-gateway",
         "flannel-vxlan-internet",
     } <= set(names)
-    assert len(names) == len(set(names)) == 14
+    assert len(names) == len(set(names)) == 15
 
 
 def test_every_object_lives_in_a_lab_namespace():
@@ -48,7 +48,7 @@ def test_docker_bip_and_pod_routes_as_in_the_article():
     assert addrs[("flannel-vxlan-pod1", "eth0")] == "172.16.99.8/24"
     routes = {r.netns: (r.dst, r.gateway, r.ifname) for r in master.steps.routes}
     assert routes["flannel-vxlan-pod1"] == ("default", "172.16.99.1", "eth0")
-    assert len(routes) == 5  # every pod of master
+    assert len(routes) == 6  # every pod of master
     assert [b.mtu for b in master.steps.bridges] == [1450]
     assert all(v.mtu == 1450 and v.master == "docker0" for v in master.steps.veths)
 
@@ -112,7 +112,7 @@ def test_split_puts_etcd_first_and_loses_nothing():
         )
 
 
-def test_node_pods_come_in_parts_with_docker0_first(tmp_path):
+def test_node_pods_come_in_parts_with_the_bridge_first(tmp_path):
     from labnet.model import generate
     from tests.unit.test_generate import write
 
@@ -120,7 +120,7 @@ def test_node_pods_come_in_parts_with_docker0_first(tmp_path):
     node_pods = plan.plan(topo).nodes["node1"]
     parts = node_pods.chunks("chunks", 16)
     assert [len(p.veths) for p in parts] == [16, 16, 8]
-    assert [b.ifname for b in parts[0].bridges] == ["docker0"] and not parts[1].bridges
+    assert [b.ifname for b in parts[0].bridges] == ["cni0"] and not parts[1].bridges
     for name in ("bridges", "veths", "addresses", "routes", "sysctls", "rules"):
         joined = [x for p in parts for x in getattr(p, name)]
         assert sorted(map(repr, joined)) == sorted(map(repr, getattr(node_pods.steps, name)))
