@@ -29,7 +29,9 @@ def versions_block(flannel: str, docker: str, kube_proxy: str) -> dict[str, str]
 
 @pytest.fixture(scope="module")
 def today_lab(root_required, tmp_path_factory) -> Iterator[str]:
-    path = variant(tmp_path_factory, "ver-today", versions_block("0.28", "none", "1.36"))
+    today = versions_block("0.28", "none", "1.36")
+    today["ipmasq: false"] = "ipmasq: true "  # kube-flannel runs flanneld --ip-masq
+    path = variant(tmp_path_factory, "ver-today", today)
     with fresh_lab(path):
         yield "ver-today"
 
