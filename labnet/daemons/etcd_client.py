@@ -143,6 +143,10 @@ class Etcd:
         if status not in (200, 201):
             raise LabFailure(f"etcd v2 PUT {key}: HTTP {status} {data}")
 
+    def delete_v2(self, key: str) -> bool:
+        status, _ = self._v2("DELETE", key)
+        return status == 200
+
     def leases_v2(self, prefix: str) -> dict[str, dict]:
         """key -> {"value", "ttl"} of the keys in a v2 directory."""
         status, data = self._v2("GET", prefix.rstrip("/"), "?recursive=true")

@@ -61,16 +61,25 @@ def tour(lab_name: str, step: Callable[[str], None] = terminal.heading) -> None:
     show(pod1, ["ping", "-c", "3", "-i", "0.2", pod3_ip], (" 0% packet loss",))
     step("c) the agent answered the miss from the leases its etcd watch holds: neighbours")
     show(master, ["ip", "neigh", "show", "dev", "flannel.1"], (pod3_ip.replace(".", r"\."),))
-    show(
-        etcd_host,
-        (
-            etcdctl(endpoint, "ls", f"{FLANNEL_PREFIX}/subnets")
-            if st.etcd_api == "v2"
-            else etcdctl(endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/")
-        ),
-        (minion_ip.replace(".", r"\."),),
-        env=etcd.tools_env(st.etcd_api),
-    )
+    env = etcd.tools_env(st.etcd_api)
+    minion_key = f"{FLANNEL_PREFIX}/subnets/{st.nodes['minion']['subnet'].replace('/', '-')}"
+    if st.etcd_api == "v2":  # the article's etcdctl: ls, then the lease's value
+        show(
+            etcd_host, etcdctl(endpoint, "ls", f"{FLANNEL_PREFIX}/subnets"), ("subnets/",), env=env
+        )
+        show(
+            etcd_host,
+            etcdctl(endpoint, "get", minion_key),
+            (minion_ip.replace(".", r"\."),),
+            env=env,
+        )
+    else:
+        show(
+            etcd_host,
+            etcdctl(endpoint, "get", "--prefix", f"{FLANNEL_PREFIX}/subnets/"),
+            (minion_ip.replace(".", r"\."),),
+            env=env,
+        )
     step("d) encapsulation: the FDB gives the outer destination")
     show(master, ["bridge", "fdb", "show", "dev", "flannel.1"], ("self permanent",))
     step("the agent's own account of it (inv logs master)")

@@ -45,6 +45,29 @@ def etcd(lab_name: str, member: str = "etcd") -> etcd_client.Etcd:
     return etcd_client.Etcd(state.lab_dir(lab_name), member)
 
 
+def delete_key(lab_name: str, key: str, member: str = "etcd") -> bool:
+    """Delete a key through the API the lab's flannel speaks (v2 before flannel v0.18)."""
+    with etcd(lab_name, member) as store:
+        if lookup.load_state(lab_name).etcd_api == "v2":
+            return store.delete_v2(key)
+        return store.delete(key)
+
+
+def stop_agent(lab_name: str, name: str) -> None:
+    """Stop one of the lab's processes by its recorded PID."""
+    from labnet.daemons import processes
+
+    processes.stop([p for p in lookup.load_state(lab_name).processes if p.name == name])
+
+
+def lease_keys(lab_name: str, member: str = "etcd") -> set[str]:
+    prefix = "/coreos.com/network/subnets/"
+    with etcd(lab_name, member) as store:
+        if lookup.load_state(lab_name).etcd_api == "v2":
+            return set(store.leases_v2(prefix))
+        return set(store.leases(prefix))
+
+
 @pytest.fixture(scope="module")
 def reference_lab(root_required) -> Iterator[build.UpResult]:
     with fresh_lab(REFERENCE) as result:

@@ -9,7 +9,7 @@ import pytest
 
 from labnet.daemons import etcd
 from tests.conftest import ROOT
-from tests.lab.conftest import fresh_lab, sh
+from tests.lab.conftest import fresh_lab, sh, stop_agent
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-v2"
@@ -61,6 +61,7 @@ def test_curl_v2_keys_shows_value_expiration_and_ttl(v2_lab):
 def test_pods_talk_and_a_deleted_key_removes_its_entries(v2_lab):
     out = sh(LAB, "pod1", "ping", "-c", "2", "-i", "0.2", "172.16.57.15")
     assert " 0% packet loss" in out
+    stop_agent(LAB, "flanneld-minion")  # a running v0.6 agent would take its lease again
     sh(LAB, "etcd", "curl", "-s", "-XDELETE", f"http://10.46.181.10:2379/v2/keys{KEY}")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ import pytest
 from labnet.daemons import processes, state
 from labnet.lab import start
 from tests.conftest import ROOT, run_inv
-from tests.lab.conftest import etcd, fresh_lab, sh
+from tests.lab.conftest import delete_key, etcd, fresh_lab, lease_keys, sh
 
 pytestmark = pytest.mark.lab
 MINIMAL = (ROOT / "topologies" / "flannel-vxlan-minimal.yaml").read_text()
@@ -93,7 +93,8 @@ def test_killed_etcd_keeps_entries_and_agents_recover(root_required, tmp_path_fa
         # back: a change in etcd reaches the agents again
         with etcd(name) as store:
             store.wait_ready(10.0)
-            assert store.delete("/coreos.com/network/subnets/172.16.57.0-24")
+        processes.stop([proc(name, "flanneld-minion")])  # v0.6 would take its lease again
+        assert delete_key(name, "/coreos.com/network/subnets/172.16.57.0-24")
         assert wait_for(
             lambda: (
                 "dst 10.46.181.146"
@@ -136,7 +137,6 @@ def test_three_member_etcd_survives_losing_one(root_required, tmp_path_factory):
         assert start.restart(name, "flanneld-master")  # it must write its lease elsewhere
         log = state.node_dir(name, "master") / "flanneld.log"
         assert wait_for(lambda: log.read_text().count("lease-acquired") == 2)
-        with etcd(name, "etcd-2") as store:
-            keys = store.leases("/coreos.com/network/subnets/")
+        keys = lease_keys(name, "etcd-2")
         assert "/coreos.com/network/subnets/172.16.99.0-24" in keys
         assert " 0% packet loss" in sh(name, "pod1", "ping", "-c", "1", "172.16.57.15")

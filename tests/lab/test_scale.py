@@ -73,9 +73,9 @@ def test_planned_ifindexes_and_one_reaped_process_per_container(root_required, t
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(generate.topology(2, 12, name="scale-idx")))
     with fresh_lab(path) as up:
-        # numbered as the kernel numbers a node: eth0 2, flannel.1 3, docker0 4, veths after
+        # numbered as the kernel numbers a node: eth0 2, flannel.1 3, cni0 4, veths after
         links = sh(up.lab, "node1", "ip", "-o", "link")
-        assert "2: eth0@if" in links and "3: flannel.1:" in links and "4: docker0:" in links
+        assert "2: eth0@if" in links and "3: flannel.1:" in links and "4: cni0:" in links
         assert "5: veth" in links
         assert sh(up.lab, "pod1", "ip", "-o", "link", "show", "eth0").startswith("2: eth0@if5")
         st = state.load(up.lab)

@@ -55,7 +55,8 @@ def test_article_chains_in_iptables_listing(reference_lab):
 def test_loaded_rules_are_what_kube_proxy_renders(reference_lab):
     """Parsed rules, not text: iptables-save prints them in its own way."""
     topo = model.load(REFERENCE)
-    want = kubeproxy.render(topo.services, lookup.load_state(LAB).addresses).chains
+    era = topo.versions.kube_proxy.era
+    want = kubeproxy.render(topo.services, lookup.load_state(LAB).addresses, era).chains
     for node in ("master", "minion"):
         live = iptables.parse_save(iptables.save(ns(node)))
         for chain, rules in want.items():
@@ -139,7 +140,7 @@ def test_a_pod_reaches_itself_through_its_service(reference_lab):
     names = Counter(who(request(ns("rbd-1"), "http", "192.168.3.22", 8080))[0] for _ in range(30))
     assert names["rbd-1"] > 0 and names["rbd-2"] > 0
     links = sh(LAB, "master", "bridge", "-d", "link", "show")
-    assert links.count("hairpin on") == 5  # every pod port on master's docker0
+    assert links.count("hairpin on") == 6  # every pod port on master's docker0
     assert sh(LAB, "master", "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables").strip() == "1"
 
 
