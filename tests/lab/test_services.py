@@ -9,12 +9,9 @@ from collections import Counter
 
 import pytest
 
-from labnet import model
 from labnet.daemons.workload import request
-from labnet.kernel import iptables
 from labnet.lab import lookup
-from labnet.plan import kubeproxy
-from tests.conftest import REFERENCE, run_inv
+from tests.conftest import run_inv
 from tests.lab.conftest import sh
 
 pytestmark = pytest.mark.lab
@@ -50,24 +47,6 @@ def test_article_chains_in_iptables_listing(reference_lab):
     assert "MARK or 0x4000" in out
     assert re.search(r"KUBE-SERVICES .*/\* kubernetes service portals \*/", out)
     assert re.search(r"MASQUERADE +0 +-- +172\.16\.99\.0/24 +0\.0\.0\.0/0", out)  # docker's rule
-
-
-def test_loaded_rules_are_what_kube_proxy_renders(reference_lab):
-    """Parsed rules, not text: iptables-save prints them in its own way."""
-    topo = model.load(REFERENCE)
-    era = topo.versions.kube_proxy.era
-    want = kubeproxy.render(topo.services, lookup.load_state(LAB).addresses, era).chains
-    for node in ("master", "minion"):
-        live = iptables.parse_save(iptables.save(ns(node)))
-        for chain, rules in want.items():
-            assert len(live[chain]) == len(rules), chain
-            for rule, spec in zip(live[chain], rules, strict=True):
-                for key in ("-j", "--to-destination", "--comment", "--dport", "--name"):
-                    mine = iptables.option(spec.replace('"', "").split(), key)
-                    if key == "--comment":
-                        mine = re.search(r'--comment "([^"]*)"', spec)
-                        mine = mine and mine.group(1)
-                    assert iptables.option(rule, key) == mine, (chain, key, rule)
 
 
 def test_rbd_rest_api_splits_between_both_endpoints(reference_lab):
