@@ -116,3 +116,33 @@ def test_flannel_0_8_and_later_exit_when_their_lease_is_revoked(
         assert delete_key(name, KEY)
         assert wait_for(lambda: not processes.alive(agent))
         assert "Lease has been revoked. Shutting down daemon." in agent_log(name)
+
+
+def test_flannel_0_28_puts_a_deleted_rule_back(root_required, tmp_path_factory):
+    """From v0.9.1 flanneld checks its rules every 5 s; one gone, it writes the set again."""
+    path = with_flannel(tmp_path_factory, "recheck", "0.28")
+    with fresh_lab(path):
+        rule = ["FLANNEL-FWD", "-s", "172.16.0.0/16", "-m", "comment", "--comment",
+                "flanneld forward", "-j", "ACCEPT"]  # fmt: skip
+        sh("recheck", "master", "iptables", "-D", *rule)
+        check = ("recheck", "master", "iptables", "-C", *rule)
+        assert sh(*check, check=False)  # -C explains why: the rule is gone
+        assert wait_for(lambda: sh(*check, check=False) == "", 8.0)
+
+
+def test_flannel_0_28_renews_with_a_new_etcd_lease(root_required, tmp_path_factory):
+    """v3 renewal grants a new lease and puts the key again (registry.go updateSubnet)."""
+    path = variant(
+        tmp_path_factory,
+        "renew-v3",
+        {ARTICLE_BLOCK: 'versions:\n  flannel: "0.28"', "flannel:\n": "flannel:\n  lease_ttl: 4\n"},
+    )
+    with fresh_lab(path):
+
+        def lease_id() -> int:
+            with etcd("renew-v3") as store:
+                return store.leases(KEY)[KEY]["lease"]
+
+        first = lease_id()
+        assert wait_for(lambda: lease_id() != first, 6.0)
+        assert "lease-renewed" in agent_log("renew-v3")
