@@ -105,6 +105,9 @@ def outside(lab_name: str, step: Callable[[str], None] = terminal.heading) -> No
     show(master, ["iptables", "-t", "nat", "-nL", "POSTROUTING"], ("MASQUERADE .*172",))
     step("the internet host answers with the source it saw: master's node IP")
     show(pod1, ["curl", "-s", "http://203.0.113.10/"], (r"10\.46\.181\.145",))
+    if "kube-dns" in lookup.load_state(lab_name).roles:  # the reference lab has cluster DNS
+        step("the article's ping baidu.com: the cluster DNS, then the internet side's")
+        show(pod1, ["ping", "-c", "3", "-i", "0.2", "baidu.com"], ("3 received",))
     step("the gotcha: the same rule also rewrites pod1 -> pod3, who sees flannel.1's address")
     show(pod1, ["curl", "-s", "http://172.16.57.15:8080/"], (r"172\.16\.99\.0:",))
 

@@ -33,8 +33,9 @@ def _width(stream) -> int | None:
     return PIPED_WIDTH
 
 
-console = Console(highlight=False, width=_width(sys.stdout))
-err_console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
+# no emoji codes: a MAC such as 4a:ab:5e:... holds ":ab:", which rich would draw as an emoji
+console = Console(highlight=False, emoji=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, emoji=False, width=_width(sys.stderr))
 
 
 def error(message: str, hint: str | None) -> None:
@@ -221,7 +222,8 @@ def _describe(rule: list[str]) -> Text:
     if dst or dport:
         parts.append(f"{proto or ''} {(dst or '').removesuffix('/32')}:{dport or '*'}".strip())
     if src := option(rule, "-s"):
-        parts.append(f"from {src.removesuffix('/32')}")
+        negated = rule.index("-s") > 0 and rule[rule.index("-s") - 1] == "!"
+        parts.append(f"{'not ' if negated else ''}from {src.removesuffix('/32')}")
     if (chance := option(rule, "--probability")) is not None:
         parts.append(f"probability {float(chance):.4g}")
     if "--rcheck" in rule:
