@@ -94,6 +94,18 @@ def _add(chains: dict[str, list[str]], chain: str, rule: str) -> None:
     chains.setdefault(chain, []).append(rule)
 
 
+def _chance(i: int, n: int, era: str) -> str:
+    """The random split: each endpoint but the last is taken with probability 1/(n-i)."""
+    return (
+        f"-m statistic --mode random --probability {probability(i, n, era)} " if i < n - 1 else ""
+    )
+
+
+def _rcheck(sep: str) -> str:
+    """ClientIP affinity: a client seen by this endpoint within the timeout goes back to it."""
+    return f"-m recent --name {sep} --rcheck --seconds {AFFINITY_SECONDS} --reap -j {sep}"
+
+
 def _sorted_ips(ips: list[str], port: ServicePort) -> list[str]:
     """kube-proxy orders endpoints by their "ip:port" string."""
     return sorted(ips, key=lambda ip: f"{ip}:{port.target_port}")
@@ -128,16 +140,9 @@ def _v15_port(t: Tables, svc: Service, port: ServicePort, ips: list[str]) -> Non
         t.nat.setdefault(sep, [])
     if sticky:
         for _, sep in seps:
-            _add(
-                t.nat, svc_c, f"{c} -m recent --name {sep} --rcheck --seconds 10800 --reap -j {sep}"
-            )
+            _add(t.nat, svc_c, f"{c} {_rcheck(sep)}")
     for i, (ip, sep) in enumerate(seps):
-        chance = (
-            f"-m statistic --mode random --probability {probability(i, len(seps), era)} "
-            if i < len(seps) - 1
-            else ""
-        )
-        _add(t.nat, svc_c, f"{c} {chance}-j {sep}")
+        _add(t.nat, svc_c, f"{c} {_chance(i, len(seps), era)}-j {sep}")
         _add(t.nat, sep, f"{c} -s {ip}/32 -j KUBE-MARK-MASQ")
         setter = f"-m recent --name {sep} --set " if sticky else ""
         _add(t.nat, sep, f"{c} {setter}{proto} -j DNAT --to-destination {ip}:{port.target_port}")
@@ -191,18 +196,9 @@ def _today_port(
 
     if sticky:
         for ip, sep in seps:
-            _add(
-                t.nat,
-                svc_c,
-                f"{to(ip)} -m recent --name {sep} --rcheck --seconds 10800 --reap -j {sep}",
-            )
+            _add(t.nat, svc_c, f"{to(ip)} {_rcheck(sep)}")
     for i, (ip, sep) in enumerate(seps):
-        chance = (
-            f"-m statistic --mode random --probability {probability(i, len(seps))} "
-            if i < len(seps) - 1
-            else ""
-        )
-        _add(t.nat, svc_c, f"{to(ip)} {chance}-j {sep}")
+        _add(t.nat, svc_c, f"{to(ip)} {_chance(i, len(seps), 'today')}-j {sep}")
     c = f"-m comment --comment {_q(spn)}"
     for ip, sep in seps:
         _add(t.nat, sep, f"{c} -s {ip} -j KUBE-MARK-MASQ")
