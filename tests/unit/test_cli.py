@@ -162,3 +162,14 @@ def test_output_cut_short_by_its_reader_is_no_traceback():
         text=True,
     )
     assert proc.stdout.startswith("Usage:") and "Traceback" not in proc.stderr
+
+
+def test_versions_lists_every_release_and_the_two_sets():
+    from labnet.model import versions
+
+    proc = run_inv("versions", env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for known in versions.KNOWN.values():
+        for release in known.values():
+            assert release.tag in proc.stdout or release.version == "none"
+    assert "0.6 (article)" in proc.stdout and "0.28 (today)" in proc.stdout
