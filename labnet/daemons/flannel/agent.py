@@ -1,13 +1,16 @@
 """The flannel agent: flanneld's vxlan (or host-gw) backend, one process per node, inside the
 node's namespace. The backend is the one `<prefix>/config` names, as flanneld reads it.
 
-Two eras of the vxlan backend (see the project's reference notes):
-- "miss" (v0.5-v0.8, the reference article): flannel.1 carries <subnet>.0 with the network's
-  prefix, app_solicit=3 makes the kernel ask user space for unknown neighbours (L3 miss, an
-  RTM_GETNEIGH), the agent looks the lease up in etcd and writes the neighbour REACHABLE;
-  FDB entries (self permanent) come from lease events.
+The agent behaves as the flannel release it is given (labnet.model.versions). Two eras of
+the vxlan backend:
+- "miss" (v0.6-v0.8, the reference article): flannel.1 carries <subnet>.0 (with the
+  network's prefix up to v0.6, as a /32 with a network route after), app_solicit=3 makes the
+  kernel ask user space for unknown neighbours (L3 miss, an RTM_GETNEIGH), and the agent
+  writes the neighbour REACHABLE from the leases its etcd watch holds; FDB entries (self
+  permanent) come from lease events.
 - "static" (v0.9+): <subnet>.0/32, and per remote lease a permanent neighbour, the FDB entry,
   and the route `<subnet> via <subnet>.0 dev flannel.1 onlink`.
+Its iptables rules, lease JSON, etcd API and lost-lease handling follow the release too.
 
 host-gw: no device; per remote lease the route `<subnet> via <PublicIP> dev eth0`.
 

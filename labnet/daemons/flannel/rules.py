@@ -21,7 +21,8 @@ class Rule:
 
 
 def parse(text: str) -> list[Rule]:
-    """The rules of iptables-restore text (`-A CHAIN ...` or `-I CHAIN [N] ...`)."""
+    """The rules of iptables-restore text or iptables-save output (`-A CHAIN ...` or
+    `-I CHAIN [N] ...`)."""
     rules, table = [], ""
     for line in text.splitlines():
         if line.startswith("*"):
@@ -37,8 +38,17 @@ def _iptables(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["iptables", "--wait", *args], capture_output=True, text=True)
 
 
-def _present(rule: Rule) -> bool:
-    return _iptables("-t", rule.table, "-C", rule.chain, *rule.spec).returncode == 0
+def _key(table: str, chain: str, spec: tuple[str, ...] | list[str]) -> tuple:
+    """A rule as iptables-save and restore input both spell it: the words of a rule do not
+    change between the two, their order and quoting may."""
+    return (table, chain, tuple(sorted(spec)))
+
+
+def _saved() -> set[tuple]:
+    """Every rule of the namespace, from one iptables-save (one process, whatever the
+    number of rules: fifty agents check theirs every 5 s)."""
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    return {(r.table, r.chain, tuple(sorted(r.spec))) for r in parse(out)}
 
 
 class RuleKeeper:
@@ -55,7 +65,8 @@ class RuleKeeper:
 
     def _put_back(self, first: bool = False) -> None:
         """As flanneld: when any rule is missing, delete the others and write them all."""
-        present = [r for r in self._rules if _present(r)]
+        saved = _saved()
+        present = [r for r in self._rules if _key(r.table, r.chain, r.spec) in saved]
         if len(present) == len(self._rules):
             if first:
                 log("iptables", rules=f"{len(present)} already present")

@@ -149,15 +149,13 @@ class LeaseSync:
         with self._sync:
             added: dict[str, Lease] = {}
             for key, value in events:
-                if value is None and key == self.key(self.lease.key_name):
-                    self.leases_added(added)
-                    added = {}
-                    self.lease_lost()
-                    continue
                 if value is None:
                     self.leases_added(added)
                     added = {}
-                    self._lease_removed(key)
+                    if key == self.key(self.lease.key_name):
+                        self.lease_lost()
+                    else:
+                        self._lease_removed(key)
                     continue
                 try:
                     added[key] = Lease.parse(key, value)
@@ -167,8 +165,9 @@ class LeaseSync:
 
     def lease_lost(self) -> None:
         """The node's own lease was deleted or expired: "Lease has been revoked". Up to v0.7
-        flanneld takes a lease again (the subnet of its subnet.env while it is free); from
-        v0.8 on it stops, and its supervisor (systemd, the DaemonSet) starts it again."""
+        flanneld takes a new lease (labnet: a pinned subnet again, else a free one at
+        random); from v0.8 on it stops, and its supervisor (systemd, the DaemonSet) starts
+        it again."""
         key = self.key(self.lease.key_name)
         if self.release.lost_lease == "exit":
             log("lease-revoked", key=key, action="exiting")
