@@ -118,7 +118,7 @@ KUBE_PROXY = {
             "%0.5f; KUBE-MARK-MASQ --set-xmark; one KUBE-POSTROUTING rule",
         ),
         KubeProxy(
-            "1.36", "v1.36", "2026-04", "today",
+            "1.37", "v1.37", "2026-08", "today",
             "unnamed ports are `ns/svc`; `-> ip:port` comments; KUBE-EXT- chains for "
             "NodePorts; three KUBE-POSTROUTING rules with --random-fully; filter chains",
         ),
@@ -126,7 +126,7 @@ KUBE_PROXY = {
 }  # fmt: skip
 
 ARTICLE = {"flannel": "0.6", "docker": "1.12", "kube-proxy": "1.5"}
-TODAY = {"flannel": "0.28", "docker": "none", "kube-proxy": "1.36"}
+TODAY = {"flannel": "0.28", "docker": "none", "kube-proxy": "1.37"}
 KNOWN = {"flannel": FLANNEL, "docker": DOCKER, "kube-proxy": KUBE_PROXY}
 
 

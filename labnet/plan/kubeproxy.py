@@ -1,6 +1,6 @@
 """kube-proxy's iptables mode, rendered exactly as a release writes its tables.
 
-Two layouts: the article's (v1.5, early 2017) and today's (v1.36). Chain names, comments,
+Two layouts: the article's (v1.5, early 2017) and today's (v1.37). Chain names, comments,
 rule order and probabilities follow kubernetes' pkg/proxy/iptables/proxier.go at those
 releases; tests/goldens/kube-proxy holds the texts derived from that code, which the lab
 tests compare with a live node. Pure: services and endpoint addresses in, iptables-restore
@@ -152,7 +152,7 @@ def _today_port(
     t: Tables, svc: Service, port: ServicePort, ips: list[str], cluster_cidr: str
 ) -> None:
     """syncProxyRules of today's kube-proxy for one service port, on a node whose kernel
-    has no nfacct (tests/goldens/kube-proxy/v1.36.rules)."""
+    has no nfacct (tests/goldens/kube-proxy/v1.37.rules)."""
     proto = f"-m {port.protocol} -p {port.protocol}"
     spn, svc_c = port_name(svc, port), svc_chain(svc, port)
     dest = f"{proto} -d {svc.cluster_ip} --dport {port.port}"

@@ -29,7 +29,7 @@ def versions_block(flannel: str, docker: str, kube_proxy: str) -> dict[str, str]
 
 @pytest.fixture(scope="module")
 def today_lab(root_required, tmp_path_factory) -> Iterator[str]:
-    today = versions_block("0.28", "none", "1.36")
+    today = versions_block("0.28", "none", "1.37")
     today["ipmasq: false"] = "ipmasq: true "  # kube-flannel runs flanneld --ip-masq
     path = variant(tmp_path_factory, "ver-today", today)
     with fresh_lab(path):
@@ -85,12 +85,12 @@ def test_the_article_set_writes_what_its_releases_write(reference_lab, scratch):
 
 
 def test_todays_set_writes_what_its_releases_write(today_lab, scratch):
-    """flannel v0.28.9 with kube-flannel's --ip-masq, no docker, kube-proxy v1.36 on a node
+    """flannel v0.28.9 with kube-flannel's --ip-masq, no docker, kube-proxy v1.37 on a node
     whose kernel has no nfacct."""
     want = expected(
         scratch,
         golden("flannel/v0.28.9.rules"),
-        without_nfacct(golden("kube-proxy/v1.36.rules")),
+        without_nfacct(golden("kube-proxy/v1.37.rules")),
     )
     assert_same_tables(saved("ver-today-master"), want)
 

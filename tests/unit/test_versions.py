@@ -42,7 +42,7 @@ def same(ours: str, theirs: str) -> None:
 
 
 def without_nfacct(text: str) -> str:
-    """v1.36.rules on a kernel without nfacct (its header): the INVALID rule loses its
+    """v1.37.rules on a kernel without nfacct (its header): the INVALID rule loses its
     nfacct match and the localhost NodePort rules (which need the counter) go."""
     lines = [line for line in text.splitlines() if "localhost_nps_accepted_pkts" not in line]
     return "\n".join(lines).replace(" -m nfacct --nfacct-name ct_state_invalid_dropped_pkts", "")
@@ -53,8 +53,8 @@ def test_kube_proxy_1_5_writes_the_article_era_tables():
 
 
 def test_kube_proxy_today_writes_its_tables():
-    topo = reference(**{"kube-proxy": "1.36"})
-    same(kube_proxy_text(topo), without_nfacct(golden("kube-proxy/v1.36.rules")))
+    topo = reference(**{"kube-proxy": "1.37"})
+    same(kube_proxy_text(topo), without_nfacct(golden("kube-proxy/v1.37.rules")))
 
 
 def test_the_article_chain_names_come_out_of_kube_proxy_1_5():
