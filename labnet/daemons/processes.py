@@ -17,7 +17,7 @@ from pathlib import Path
 from labnet.daemons.forking import daemonize, fork
 from labnet.daemons.state import ProcessRecord
 from labnet.errors import LabFailure
-from labnet.kernel import netns
+from labnet.kernel import crashpoint, netns
 
 
 def starttime(pid: int) -> int | None:
@@ -70,6 +70,7 @@ def spawn(
             cwd=cwd,
             close_fds=True,
         )
+    crashpoint.step(f"started {name}")
     return ProcessRecord(name, kind, ns, proc.pid, starttime(proc.pid) or 0, argv)
 
 
@@ -204,6 +205,7 @@ def _stop(records: list[ProcessRecord], grace: float) -> list[str]:
         sig = signal.SIGKILL if r.kind in ("etcd", "container") else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
             os.kill(r.pid, sig)
+        crashpoint.step(f"signalled {r.name}")
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         for r in ours:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labnet.errors import InputError, LabFailure
+from labnet.kernel import crashpoint
 
 STATE_ROOT = Path(os.environ.get("LABNET_STATE_ROOT", "/run/labnet"))
 
@@ -82,6 +83,7 @@ def save(state: LabState) -> None:
         f.write(json.dumps(_as_dict(state)))  # C encoder: json.dump with indent is pure Python
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+    crashpoint.step(f"state of {state.lab} written")
 
 
 def _as_dict(state: LabState) -> dict:

@@ -39,8 +39,8 @@ from pyroute2.netlink.rtnl import (
 )
 
 from labnet.errors import LabFailure
+from labnet.kernel import crashpoint, netns
 from labnet.kernel import messages as msgs
-from labnet.kernel import netns
 
 NETLINK_ROUTE = 0
 CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
@@ -215,6 +215,7 @@ class Batch:
                 with _socket(self.netns) as sock:
                     self._send_all(sock)
                     self._check_acks(sock)
+                crashpoint.step(f"netlink batch of {len(self.messages)} in {self.netns}")
         finally:
             for fd in self.peer_fds.values():
                 os.close(fd)

@@ -17,6 +17,8 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 
+from labnet.kernel import crashpoint
+
 TYPE_CHECKING = False  # not typing's: the launcher imports this module and must start fast
 if TYPE_CHECKING:
     import subprocess
@@ -136,6 +138,7 @@ def create(name: str, inside: Callable[[], None] | None = None, reserved: bool =
                 inside()
         finally:
             _setns(home)
+        crashpoint.step(f"namespace {name} created")
     except OSError:
         if not mounted:
             with contextlib.suppress(OSError):
@@ -154,6 +157,7 @@ def delete(name: str) -> bool:
         _check(-1, "umount", name)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(p)
+    crashpoint.step(f"namespace {name} deleted")
     return True
 
 
@@ -180,18 +184,18 @@ def write_net_sysctls(items: list[tuple[str, str]]) -> None:
 ETC_NETNS = "/etc/netns"  # `ip netns exec NAME` mounts /etc/netns/NAME/* over /etc/*
 
 
-def write_etc(name: str, filename: str, text: str) -> list[str]:
-    """A file that `ip netns exec` (and a container of the namespace) sees in /etc; returns
-    what was created (directories that were missing, then the file) for remove_etc()."""
-    made = []
-    for directory in (ETC_NETNS, os.path.join(ETC_NETNS, name)):
-        if not os.path.isdir(directory):
-            os.mkdir(directory)
-            made.append(directory)
-    target = os.path.join(ETC_NETNS, name, filename)
-    with open(target, "w") as f:
+def etc_paths(name: str, filename: str) -> list[str]:
+    """What write_etc() would create: the directories still missing, then the file (a lab
+    records them before writing, so a crash in between leaves nothing unrecorded)."""
+    missing = [d for d in (ETC_NETNS, os.path.join(ETC_NETNS, name)) if not os.path.isdir(d)]
+    return missing + [os.path.join(ETC_NETNS, name, filename)]
+
+
+def write_etc(name: str, filename: str, text: str) -> None:
+    """A file that `ip netns exec` (and a container of the namespace) sees in /etc."""
+    os.makedirs(os.path.join(ETC_NETNS, name), exist_ok=True)
+    with open(os.path.join(ETC_NETNS, name, filename), "w") as f:
         f.write(text)
-    return made + [target]
 
 
 def remove_etc(paths: list[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 
 from labnet.errors import LabFailure
-from labnet.kernel import netlink, netns, query
+from labnet.kernel import crashpoint, netlink, netns, query
 from labnet.plan import LO_INDEX, PROTO_BOOT, Namespace, Rules, Steps
 
 OWNER_MARK = "labnet:"  # ifalias of each namespace's lo: which lab owns it
@@ -138,7 +138,10 @@ class RuleLoad:
         texts: dict[str, list[Rules]] = {}
         for r in rules:
             texts.setdefault(r.netns, []).append(r)
-        self.running = [(rs, restore(ns, "".join(r.text for r in rs))) for ns, rs in texts.items()]
+        self.running = []
+        for ns, rs in texts.items():
+            self.running.append((rs, restore(ns, "".join(r.text for r in rs))))
+            crashpoint.step(f"iptables-restore in {ns}")
 
     def wait(self) -> None:
         """Until every set is in (none is left running); the first refusal is raised."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from labnet import model, plan
 from labnet.daemons import etcd_client, processes, state
 from labnet.errors import LabFailure
-from labnet.kernel import netns, query
+from labnet.kernel import crashpoint, netns, query
 from labnet.kernel.realize import Kernel, RuleLoad, apply, create_namespace
 from labnet.lab import preflight, start, teardown
 from labnet.lab.lookup import log_tail
@@ -37,6 +37,7 @@ def _quiet(_: str) -> None:
 
 
 def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
+    crashpoint.arm()  # LABNET_CRASH_AFTER: the clean-up tests crash up at each step
     topo = model.load(topology_path)
     preflight.check(services=bool(topo.services))
     started = time.perf_counter()
@@ -109,9 +110,11 @@ def _resolv_confs(lab_plan: plan.LabPlan, st: state.LabState) -> None:
     """Each namespace's /etc/resolv.conf, recorded before it is written (down removes it)."""
     if not lab_plan.resolv:
         return
-    for ns, text in lab_plan.resolv.items():
-        st.files.extend(netns.write_etc(ns, "resolv.conf", text))
+    for ns in lab_plan.resolv:
+        st.files.extend(p for p in netns.etc_paths(ns, "resolv.conf") if p not in st.files)
     state.save(st)
+    for ns, text in lab_plan.resolv.items():
+        netns.write_etc(ns, "resolv.conf", text)
 
 
 def _underlay_first(

@@ -14,6 +14,7 @@ from labnet import model, plan
 from labnet.daemons import etcd as etcd_server
 from labnet.daemons import processes, state
 from labnet.errors import InputError
+from labnet.kernel import crashpoint
 from labnet.lab import preflight
 from labnet.lab.lookup import load_state
 from labnet.model import Topology
@@ -47,6 +48,7 @@ def workloads(
     try:
         for d in daemons:
             pid = client.launch(_launch_request(topo, d))
+            crashpoint.step(f"started {d.name}")
             argv = ["labnet-serve", d.name]
             started.append(
                 state.ProcessRecord(
@@ -61,6 +63,7 @@ def workloads(
 def _launch_request(topo: Topology, d: plan.Daemon) -> dict:
     return {
         "name": d.name,
+        "lab": topo.name,
         "netns": d.netns,
         "hostname": d.setting("hostname"),
         "serve": d.setting("serve").split(),
@@ -127,9 +130,11 @@ def agents(topo: Topology, lab_plan: plan.LabPlan, only: str | None = None) -> p
     # copied: the agents keep sharing the parent's pages
     gc.freeze()
     try:
-        return processes.fork_many(children)
+        forking = processes.fork_many(children)
     finally:
         gc.unfreeze()
+    crashpoint.step(f"{len(children)} agents forked")
+    return forking
 
 
 def _agent(topo: Topology, d: plan.Daemon, flannel) -> processes.Child:

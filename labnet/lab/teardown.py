@@ -14,8 +14,9 @@ import shutil
 from dataclasses import dataclass, field
 
 from labnet.daemons import processes, state
+from labnet.daemons.launcher import LAB_MARK
 from labnet.errors import InputError, LabFailure
-from labnet.kernel import netns
+from labnet.kernel import crashpoint, netns
 from labnet.kernel.realize import owner_of
 from labnet.lab import lookup, preflight
 
@@ -57,6 +58,16 @@ def _comm(pid: int) -> str:
         return ""
 
 
+def _marked(pid: int, lab: str) -> bool:
+    """Started by the lab's launcher: it puts the lab's name in each container's and
+    server's environment."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"{LAB_MARK}={lab}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
 def _strays(st: state.LabState, report: DownReport) -> list[state.ProcessRecord]:
     """labnet's daemons inside the lab's namespaces that the state file does not name."""
     recorded = {p.pid for p in st.processes}
@@ -67,7 +78,7 @@ def _strays(st: state.LabState, report: DownReport) -> list[state.ProcessRecord]
             if pid in recorded or processes.state_letter(pid) in (None, "Z"):
                 continue
             comm = _comm(pid)
-            if comm in LAB_DAEMONS:
+            if comm in LAB_DAEMONS or _marked(pid, st.lab):
                 found.append(
                     state.ProcessRecord(
                         f"{comm} (unrecorded)", comm, ns, pid, processes.starttime(pid) or 0
@@ -78,14 +89,26 @@ def _strays(st: state.LabState, report: DownReport) -> list[state.ProcessRecord]
     return found
 
 
+def _etc_entries(namespaces: list[str]) -> list[str]:
+    """Without a state file, each namespace proven the lab's takes its /etc/netns entry
+    (the directory only once empty)."""
+    return [
+        p
+        for ns in namespaces
+        for p in (f"{netns.ETC_NETNS}/{ns}", f"{netns.ETC_NETNS}/{ns}/resolv.conf")
+    ]
+
+
 def teardown(st: state.LabState) -> DownReport:
     """Remove what `st` records; the caller holds the lab's lock."""
     report = DownReport(st.lab)
     report.processes = processes.stop(st.processes)
     report.processes += processes.stop(_strays(st, report))
     _remove_namespaces(st, report)
-    netns.remove_etc(st.files)
+    netns.remove_etc(st.files if st.topology else _etc_entries(report.namespaces))
+    crashpoint.step("resolv.conf files removed")
     shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
+    crashpoint.step("lab directory removed")
     try:
         state.STATE_ROOT.rmdir()  # only when no lab (and no schema digest) is left
     except OSError:
@@ -110,12 +133,14 @@ def marked_namespaces(lab: str | None = None) -> dict[str, list[str]]:
 def down(target: str) -> DownReport:
     """`inv down LAB|TOPOLOGY`: remove everything the lab created, and nothing else."""
     preflight.require_root()
+    crashpoint.arm()
     return _down(lookup.resolve_lab(target))
 
 
 def down_all() -> list[DownReport]:
     """`inv down --all`: every lab with a state directory or namespaces carrying a lab's mark."""
     preflight.require_root()
+    crashpoint.arm()
     return [_down(lab) for lab in all_labs()]
 
 
