@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from invoke import task
@@ -9,16 +10,112 @@ from invoke.exceptions import Exit
 
 from labnet.cli import glue
 
+RUNS = "labnet-runs"  # where runs go by default, in the current directory
+OUT_HELP = f"the run directory for pcaps and reports (default: ./{RUNS}/<lab>-<time>/)"
+JUNIT_HELP = "also write the verdicts as JUnit XML (a bare name goes into the run directory)"
+HTML_HELP = "also write a self-contained HTML report (a bare name goes into the run directory)"
+
+
+class RunDir:
+    """Where one verify or trace keeps its pcaps and reports: a directory of the user's that
+    `down` leaves alone. Under sudo, what the run wrote is handed to the user who ran sudo."""
+
+    def __init__(self, lab: str, out: str):
+        import time
+
+        from labnet.errors import InputError
+
+        if out:
+            self.path = Path(out)
+            if self.path.exists() and not self.path.is_dir():
+                raise InputError(f"--out {out}: not a directory", "give a directory's path")
+        else:
+            stem = Path(RUNS) / f"{lab}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.path, n = stem, 1
+            while self.path.exists():  # two runs in one second
+                n += 1
+                self.path = stem.with_name(f"{stem.name}-{n}")
+        # the directories this run makes, and what the run directory held before
+        self.made = [d for d in (self.path, *self.path.parents) if not d.exists()]
+        self.before = set() if self.path in self.made else {e.name for e in self.path.iterdir()}
+        self.outside: list[Path] = []  # reports written where the user said, outside it
+
+    def place(self, name: str) -> Path:
+        """A bare file name goes into the run directory; a path is taken as it is."""
+        if os.sep in name:
+            self.outside.append(Path(name))
+            return Path(name)
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.path / name
+
+    def hand_over(self) -> None:
+        """chown to SUDO_UID/SUDO_GID: the directories this run made, what it wrote in the run
+        directory, and its reports outside it. Nothing that was there before is touched."""
+        uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+        if os.geteuid() != 0 or not (uid.isdigit() and gid.isdigit()):
+            return
+        owner = int(uid), int(gid)
+        for d in self.made:
+            if d.is_dir():
+                os.lchown(d, *owner)
+        if self.path.is_dir():
+            for entry in self.path.iterdir():
+                if entry.name not in self.before:
+                    _chown_tree(entry, owner)
+        for f in self.outside:
+            if f.exists():
+                os.lchown(f, *owner)
+
+
+def _chown_tree(top: Path, owner: tuple[int, int]) -> None:
+    os.lchown(top, *owner)
+    if top.is_dir() and not top.is_symlink():
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), *owner)
+
+
+def _prove(lab: str, checks, title: str, out: str, junit: str, html: str) -> None:
+    """Run checks into a run directory, print the verdicts, write the reports asked for, and
+    end with the run directory's path (exit 1 if a check fails)."""
+    from rich.text import Text
+
+    from labnet.lab import lookup
+    from labnet.probe import verify as verifier
+    from labnet.render import terminal
+
+    run = RunDir(lab, out)
+    try:
+        with glue.progress(title) as step:
+            report = verifier.run(lab, checks, progress=step, run_dir=run.path)
+        terminal.verify_summary(report, lookup.short_names(lab))
+        if junit:
+            xml = run.place(junit)
+            verifier.junit(report, xml)
+            terminal.console.print(Text(f"wrote {xml}"), soft_wrap=True)
+        if html:
+            from labnet.render import report as reports
+
+            page = run.place(html)
+            reports.write(reports.html(report, lab, page), page)
+            terminal.console.print(Text(f"wrote {page}"), soft_wrap=True)
+    finally:
+        run.hand_over()
+    terminal.console.print(Text(f"run directory: {run.path}", style="bold"), soft_wrap=True)
+    if not report.passed:
+        raise Exit(code=1)
+
 
 @task(
     help={
         "target": "lab name or topology file (brought up first when it is down)",
-        "junit": "also write the verdicts as JUnit XML to this file",
-        "html": "also write a self-contained HTML report (diagram, hop tables, layers, pcaps)",
+        "junit": JUNIT_HELP,
+        "html": HTML_HELP,
+        "out": OUT_HELP,
     }
 )
 @glue.friendly
-def verify(c, target, junit="", html=""):
+def verify(c, target, junit="", html="", out=""):
     """Run a lab's checks, capture every hop, and judge each one (exit 1 if any fails)."""
     from labnet.probe import capture
 
@@ -26,8 +123,6 @@ def verify(c, target, junit="", html=""):
     from labnet.daemons import state
     from labnet.errors import InputError
     from labnet.lab import build, lookup
-    from labnet.probe import verify as verifier
-    from labnet.render import terminal
 
     name = lookup.resolve_lab(target)
     if not state.lab_dir(name).exists():
@@ -37,17 +132,7 @@ def verify(c, target, junit="", html=""):
             )
         with glue.progress(f"up {target}") as step:
             build.up(target, step)
-    with glue.progress(f"verify {name}") as step:
-        report = verifier.run(name, progress=step)
-    terminal.verify_summary(report, lookup.short_names(name))
-    if junit:
-        verifier.junit(report, Path(junit))
-    if html:
-        from labnet.render import report as reports
-
-        terminal.console.print(f"wrote {reports.write(reports.html(report, name), html)}")
-    if not report.passed:
-        raise Exit(code=1)
+    _prove(name, None, f"verify {name}", out, junit, html)
 
 
 @task(
@@ -57,22 +142,20 @@ def verify(c, target, junit="", html=""):
         "port": "port for tcp, http and udp",
         "proto": "icmp (default), tcp, http or udp",
         "lab": "lab name, when several labs are up",
+        "junit": JUNIT_HELP,
+        "html": HTML_HELP,
+        "out": OUT_HELP,
     }
 )
 @glue.friendly
-def trace(c, source, target, port=0, proto="icmp", lab=""):
+def trace(c, source, target, port=0, proto="icmp", lab="", junit="", html="", out=""):
     """Follow one ad hoc flow hop by hop on a running lab: inv trace pod1 pod3"""
     from labnet.lab import lookup
     from labnet.probe import verify as verifier
-    from labnet.render import terminal
 
     place = lookup.find(source, lab or None)
     check = verifier.adhoc_check(source, target, proto, port or None)
-    with glue.progress(f"trace {source} -> {target}") as step:
-        report = verifier.run(place.lab, [check], progress=step)
-    terminal.verify_summary(report, lookup.short_names(place.lab))
-    if not report.passed:
-        raise Exit(code=1)
+    _prove(place.lab, [check], f"trace {source} -> {target}", out, junit, html)
 
 
 @task(

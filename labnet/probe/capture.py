@@ -31,43 +31,56 @@ def _name(netns: str, ifname: str) -> str:
 
 
 def start(places: list[tuple[str, str]], run_dir: Path, timeout: float = 10.0) -> list[Capture]:
-    """Start every capture, then wait until each one listens (tcpdump says so on stderr)."""
+    """Start every capture, then wait until each one listens (tcpdump says so on stderr).
+    A tcpdump that does not listen by the deadline is stopped, and its Capture holds the
+    error instead of a process."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    caps = []
-    for ns, ifname in places:
-        pcap = run_dir / f"{_name(ns, ifname)}.pcap"
-        err = open(run_dir / f"{_name(ns, ifname)}.err", "w")  # noqa: SIM115 - kept by tcpdump
-        argv = [
-            "tcpdump",
-            "-i",
-            ifname,
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-s",
-            "512",
-            "-w",
-            str(pcap),
-            FILTER,
-        ]
-        proc = netns.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=err)
-        err.close()
-        caps.append(Capture(ns, ifname, pcap, proc))
-    deadline = time.monotonic() + timeout
-    for cap in caps:
-        errfile = run_dir / f"{_name(cap.netns, cap.ifname)}.err"
-        while True:
-            text = errfile.read_text()
-            if "listening on" in text:
-                break
-            if cap.proc.poll() is not None or time.monotonic() > deadline:
-                cap.error = (
-                    text.strip().splitlines()[-1] if text.strip() else "tcpdump did not start"
-                )
-                cap.proc = None
-                break
-            time.sleep(0.005)
+    caps: list[Capture] = []
+    try:
+        for ns, ifname in places:
+            pcap = run_dir / f"{_name(ns, ifname)}.pcap"
+            argv = ["tcpdump", "-i", ifname, "-n", "-U", "--immediate-mode", "-s", "512"]
+            argv += ["-w", str(pcap), FILTER]
+            with open(run_dir / f"{_name(ns, ifname)}.err", "w") as err:  # tcpdump's stderr
+                proc = netns.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=err)
+            caps.append(Capture(ns, ifname, pcap, proc))
+        deadline = time.monotonic() + timeout
+        for cap in caps:
+            errfile = run_dir / f"{_name(cap.netns, cap.ifname)}.err"
+            _await_listening(cap, errfile, deadline, timeout)
+    except BaseException:
+        stop(caps)  # the ones already started do not outlive a failed start
+        raise
     return caps
+
+
+def _await_listening(cap: Capture, errfile: Path, deadline: float, timeout: float) -> None:
+    while "listening on" not in errfile.read_text():
+        code = cap.proc.poll()
+        if code is None and time.monotonic() <= deadline:
+            time.sleep(0.005)
+            continue
+        _end(cap.proc)
+        last = errfile.read_text().strip().splitlines()[-1:]
+        if code is None:
+            cap.error = f"tcpdump did not start listening within {timeout:g} s"
+        else:
+            cap.error = last[0] if last else f"tcpdump exited with status {code}"
+        cap.proc = None
+        cap.pcap.unlink(missing_ok=True)  # it holds no packet; the .err file says why
+        return
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Stop a tcpdump that never listened, by the PID labnet started, and reap it: left
+    alone, it would start capturing later and run until someone kills it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
 
 
 def stop(caps: list[Capture]) -> None:

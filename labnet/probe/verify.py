@@ -278,7 +278,14 @@ def _conclude(st: state.LabState, r: CheckResult) -> None:
     r.passed = not r.problems
 
 
-def run(lab_name: str, checks: list[Check] | None = None, progress=lambda _s: None) -> Report:
+def run(
+    lab_name: str,
+    checks: list[Check] | None = None,
+    progress=lambda _s: None,
+    run_dir: Path | None = None,
+) -> Report:
+    """Probe, capture and judge; the pcaps go to run_dir (made if missing). Without one, they
+    go to a scratch directory inside the lab's directory, which `down` removes."""
     started = time.perf_counter()
     st = lookup.load_state(lab_name)
     topo, m = lab_model(st)
@@ -307,7 +314,8 @@ def run(lab_name: str, checks: list[Check] | None = None, progress=lambda _s: No
             for h in fwd.hops + (back.hops if back else [])
         }
     )
-    run_dir = state.lab_dir(st.lab) / "run" / time.strftime("verify-%Y%m%d-%H%M%S")
+    if run_dir is None:
+        run_dir = state.lab_dir(st.lab) / "run" / time.strftime("verify-%Y%m%d-%H%M%S")
     progress(f"capturing on {len(places)} interfaces")
     caps = capture.start(places, run_dir)
     try:

@@ -3,8 +3,10 @@ flow's path, and the self-contained HTML report of a verify run."""
 
 from __future__ import annotations
 
+import os
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 from labnet import model, plan
 from labnet.daemons import state
@@ -107,10 +109,19 @@ def _layers(hop: path.Hop) -> str:
     return html
 
 
-def html(report, target: str) -> str:
+def _href(file: Path, page_dir: Path) -> str:
+    """A link relative to the page, so the page and its run directory can be copied, uploaded
+    or opened on another machine together."""
+    return escape(quote(os.path.relpath(os.path.abspath(file), os.path.abspath(page_dir))))
+
+
+def html(report, target: str, page: Path | None = None) -> str:
+    """The report as a page to be written at `page` (default: report.html in the run
+    directory); its links to the pcaps are relative to where the page is."""
     from labnet.probe.verify import Report
 
     assert isinstance(report, Report)
+    page_dir = (page or report.run_dir / "report.html").parent
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>labnet verify "
         f"{escape(report.lab)}</title><style>{CSS}</style></head><body>",
@@ -149,7 +160,7 @@ def html(report, target: str) -> str:
         for n, v in enumerate(attempt.hops if attempt else [], 1):
             pcap = report.run_dir / f"{v.hop.netns}_{v.hop.ifname}.pcap"
             link = (
-                f"<a href='file://{escape(str(pcap))}'>{escape(pcap.name)}</a>"
+                f"<a href='{_href(pcap, page_dir)}'>{escape(pcap.name)}</a>"
                 if pcap.exists()
                 else ""
             )
@@ -165,7 +176,8 @@ def html(report, target: str) -> str:
             parts.append(f"<p class='why'>problem: {escape(p)}</p>")
         if r.explanation:
             parts.append(f"<p class='why'>why: {escape(r.explanation)}</p>")
-    parts.append(f"<p>pcap files: {escape(str(report.run_dir))}</p></body></html>")
+    links = [f"<a href='{_href(p, page_dir)}'>{escape(p.name)}</a>" for p in report.pcaps]
+    parts.append(f"<p id='pcaps'>pcap files: {', '.join(links) or 'none'}</p></body></html>")
     return "\n".join(parts) + "\n"
 
 

@@ -353,9 +353,5 @@ def verify_summary(report, names: dict[str, str]) -> None:
     ok = sum(r.passed for r in report.results)
     style = "bold green" if report.passed else "bold red"
     console.print(
-        Text(
-            f"{ok}/{len(report.results)} checks passed in {report.seconds:.2f} s; "
-            f"pcaps in {report.run_dir}",
-            style=style,
-        )
+        Text(f"{ok}/{len(report.results)} checks passed in {report.seconds:.2f} s", style=style)
     )

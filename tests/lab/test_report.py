@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from tests.conftest import run_inv
+from tests.lab.test_artifacts import assert_links_stay_inside, kept
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-vxlan"
@@ -62,9 +63,14 @@ def test_graph_draws_the_lab_and_the_path(reference_lab, tmp_path):
 
 
 def test_html_report_renders_in_chromium(reference_lab, tmp_path):
-    page = tmp_path / "report.html"
-    proc = run_inv("verify", LAB, "--html", str(page), env={**os.environ, "COLUMNS": "200"})
+    out = kept(tmp_path, "report-reference")
+    proc = run_inv(
+        "verify", LAB, "--out", str(out), "--html", "report.html",
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:]
+    page = out / "report.html"
+    assert assert_links_stay_inside(page)  # relative links to the pcaps beside it
     dom = browser(tmp_path, "--dump-dom", f"file://{page}").stdout
     assert '<table class="hops" id="hops-0">' in dom  # the browser built the hop table
     assert "<svg" in dom and 'id="diagram"' in dom  # and the diagram

@@ -14,6 +14,7 @@ from labnet.probe import capture
 from labnet.probe import verify as verifier
 from tests.conftest import REFERENCE, run_inv
 from tests.lab.conftest import fresh_lab, sh, variant
+from tests.lab.test_artifacts import kept
 
 pytestmark = pytest.mark.lab
 LAB = "flannel-vxlan"
@@ -24,13 +25,17 @@ def check(name_start: str) -> model.Check:
 
 
 def test_reference_checks_pass_and_pcaps_hold_the_packets(reference_lab, tmp_path):
-    junit = tmp_path / "verify.xml"
-    proc = run_inv("verify", LAB, "--junit", str(junit), env={**os.environ, "COLUMNS": "200"})
+    out = kept(tmp_path, "verify-reference")
+    proc = run_inv(
+        "verify", LAB, "--out", str(out), "--junit", "verify.xml",
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "7/7 checks passed" in proc.stdout
-    suite = ET.parse(junit).getroot()
+    assert proc.stdout.strip().splitlines()[-1] == f"run directory: {out}"
+    suite = ET.parse(out / "verify.xml").getroot()
     assert (suite.get("tests"), suite.get("failures")) == ("7", "0")
-    report = verifier.run(LAB, [check("pod1 to pod3")])
+    report = verifier.run(LAB, [check("pod1 to pod3")], run_dir=tmp_path / "pod1-pod3")
     assert report.passed
     (result,) = report.results
     hops = result.attempts[0].hops
@@ -48,7 +53,7 @@ def test_reference_checks_pass_and_pcaps_hold_the_packets(reference_lab, tmp_pat
     assert all(h.verdict == "seen" for h in hops)
     assert len(hops) == 18  # and the same way back
     # the pcap files the report names exist, and hold the encapsulated echo request
-    assert report.pcaps and all(p.exists() for p in report.pcaps)
+    assert report.pcaps and all(p.parent == tmp_path / "pod1-pod3" for p in report.pcaps)
     eth0 = next(p for p in report.pcaps if p.name == f"{LAB}-master_eth0.pcap")
     packets = capture.read(eth0)
     vx = [s for s in packets if s.outer and s.proto == "icmp" and s.icmp_type == 8]
@@ -56,20 +61,16 @@ def test_reference_checks_pass_and_pcaps_hold_the_packets(reference_lab, tmp_pat
     assert (vx[0].src, vx[0].dst) == ("172.16.99.0", "172.16.57.15")
 
 
-def test_trace_an_adhoc_flow(reference_lab):
+def test_trace_an_adhoc_flow(reference_lab, tmp_path):
+    out = kept(tmp_path, "trace-pod3-internet")
     proc = run_inv(
-        "trace",
-        "pod3",
-        "internet",
-        "--proto",
-        "http",
-        "--port",
-        "80",
+        "trace", "pod3", "internet", "--proto", "http", "--port", "80", "--out", str(out),
         env={**os.environ, "COLUMNS": "200"},
-    )
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "1/1 checks passed" in proc.stdout
     assert "after MASQUERADE" in proc.stdout
+    assert any(out.glob("*.pcap"))
 
 
 # ---------------------------------------------------------------- five ways to break it
@@ -92,14 +93,17 @@ def first_failure(name_start: str) -> tuple[str, str, str, str]:
     return hop.netns.removeprefix(BROKEN + "-"), hop.ifname, hop.direction, r.explanation
 
 
-def test_broken_docker0_route(lab_to_break):
+def test_broken_docker0_route(lab_to_break, tmp_path):
     sh(BROKEN, "minion", "ip", "route", "del", "172.16.57.0/24", "dev", "docker0")
     node, ifname, direction, why = first_failure("pod1 to pod3")
     assert (node, ifname, direction) == ("minion", "docker0", "out")
     assert "route is missing" in why
-    proc = run_inv("verify", BROKEN)
+    out = kept(tmp_path, "verify-broken-docker0")
+    proc = run_inv("verify", BROKEN, "--out", str(out), "--html", "report.html")
     assert proc.returncode == 1
     assert "first failing hop: minion docker0 (out)" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == f"run directory: {out}"
+    assert "FAIL pod1 to pod3" in (out / "report.html").read_text()
 
 
 def test_agent_stopped_and_fdb_entry_deleted(lab_to_break):
