@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +159,55 @@ def test_etcd_listens_on_lab_addresses_only(root_required):
             "127.0.0.1:2380",
         }
         assert not [a for a in local if a.startswith(("0.0.0.0", "*", "[::]"))]
+
+
+def test_decoys_beside_a_real_lab_are_never_touched(root_required, tmp_path_factory, tmp_path):
+    """With a lab up: namespaces named like its objects but not made by it, one named like
+    a pod of a lab whose state file is lost, a process named like a labnet daemon, a
+    KUBE-SERVICES chain and a docker0 bridge in a decoy, and a learner's process inside the
+    lab. `down LAB`, then `down --all`, touch none of them; the learner's is reported."""
+    lab = "dcy"
+    decoys = [f"{lab}-pod9", "dcylost-pod1"]
+    fake = tmp_path / "flanneld"  # a program whose name is a labnet daemon's
+    fake.write_bytes(Path("/bin/sleep").read_bytes())
+    fake.chmod(0o755)
+    before = set(netns.list_names())
+    started: list[subprocess.Popen] = []
+    build.up(str(variant(tmp_path_factory, lab, {})))
+    try:
+        for ns in decoys:
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        for argv in (
+            ["iptables", "-t", "nat", "-N", "KUBE-SERVICES"],
+            ["ip", "link", "add", "docker0", "type", "bridge"],
+        ):
+            subprocess.run(["ip", "netns", "exec", decoys[0], *argv], check=True)
+        started.append(subprocess.Popen(["ip", "netns", "exec", decoys[0], str(fake), "300"]))
+        learner = subprocess.Popen(["ip", "netns", "exec", f"{lab}-pod1", "sleep", "300"])
+        started.append(learner)
+        state.lab_dir("dcylost").mkdir(parents=True)  # a lab whose state file is lost
+        time.sleep(0.2)  # both processes are in their namespaces
+        report = teardown.down(lab)
+        assert [line for line in report.left if line.startswith(f"{learner.pid} ")]
+        reports = teardown.down_all()
+        assert [r.namespaces for r in reports if r.lab == "dcylost"] == [[]]
+        left = set(netns.list_names())
+        assert set(decoys) <= left and not {n for n in left - before if n.startswith("dcy")} - set(
+            decoys
+        )
+        assert all(p.poll() is None for p in started)
+        decoy = subprocess.run(
+            ["ip", "netns", "exec", decoys[0], "sh", "-c", "iptables -t nat -S; ip -br link"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "-N KUBE-SERVICES" in decoy and "docker0" in decoy
+    finally:
+        for p in started:
+            p.kill()
+            p.wait()
+        for ns in decoys:
+            subprocess.run(["ip", "netns", "del", ns])
+        for name in (lab, "dcylost"):
+            if state.lab_dir(name).exists():
+                teardown.down(name)
