@@ -111,8 +111,11 @@ def _serve(path: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    server.bind(path)
-    os.chmod(path, 0o600)
+    old = os.umask(0o177)  # the socket is born 0600: no moment when others may connect
+    try:
+        server.bind(path)
+    finally:
+        os.umask(old)
     server.listen(16)
     print("ready", flush=True)
     while True:

@@ -49,6 +49,9 @@ REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 NUD_PERMANENT = msgs.NUD_PERMANENT
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 SEND_CHUNK = 64 * 1024  # under the socket's default send buffer
+# seconds a request waits for the kernel's answer: a lost ack ends in a clear error, not a
+# hang (a whole namespace's batch is answered in milliseconds)
+ANSWER_TIMEOUT = 10.0
 NLMSGHDR = struct.Struct("=IHHII")
 
 
@@ -57,7 +60,19 @@ def _socket(ns: str | None) -> socket.socket:
     with netns.entered(ns) if ns else contextlib.nullcontext():
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     sock.bind((0, 0))
+    sock.settimeout(ANSWER_TIMEOUT)
     return sock
+
+
+def _receive(sock: socket.socket, ns: str | None) -> bytes:
+    try:
+        return sock.recv(1 << 16)
+    except TimeoutError:
+        raise LabFailure(
+            f"netlink: no answer from the kernel in {ns or 'this namespace'} "
+            f"within {ANSWER_TIMEOUT:.0f} s",
+            "the machine may be overloaded; try again, or see dmesg",
+        ) from None
 
 
 def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
@@ -92,7 +107,7 @@ def exchange(ns: str | None, msg, msg_type: int, dump: bool, strict: bool) -> It
             sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         sock.send(bytes(msg.data[: msg["header"]["length"]]))
         while True:
-            for kind, _, data in messages(sock.recv(1 << 16)):
+            for kind, _, data in messages(_receive(sock, ns)):
                 if kind == NLMSG_DONE:
                     return
                 if kind == NLMSG_ERROR:
@@ -235,7 +250,7 @@ class Batch:
         pending = set(range(1, len(self.messages) + 1))
         errors: dict[int, int] = {}
         while pending:
-            for kind, seq, data in messages(sock.recv(1 << 16)):
+            for kind, seq, data in messages(_receive(sock, self.netns)):
                 if kind == NLMSG_ERROR:
                     (code,) = struct.unpack_from("=i", data, NLMSGHDR.size)
                     pending.discard(seq)

