@@ -64,7 +64,8 @@ def test_reference_checks_pass_and_pcaps_hold_the_packets(reference_lab, tmp_pat
 def test_trace_an_adhoc_flow(reference_lab, tmp_path):
     out = kept(tmp_path, "trace-pod3-internet")
     proc = run_inv(
-        "trace", "pod3", "internet", "--proto", "http", "--port", "80", "--out", str(out),
+        "trace", "pod3", "internet", "--lab", LAB, "--proto", "http", "--port", "80",
+        "--out", str(out),
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:]
