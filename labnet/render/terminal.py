@@ -173,8 +173,8 @@ def _service_line(svc, port, era: str) -> str:
     node_port = f" nodePort {port.node_port}" if port.node_port else ""
     return (
         f"service {svc.full_name} {svc.cluster_ip}:{port.port}/{port.protocol}{node_port}"
-        f" -> {', '.join(svc.endpoints) or 'no endpoints'} :{port.target_port}  ({svc_chain(svc, port, era)}, "
-        f"affinity {svc.affinity})"
+        f" -> {', '.join(svc.endpoints) or 'no endpoints'} :{port.target_port}"
+        f"  ({svc_chain(svc, port, era)}, affinity {svc.affinity})"
     )
 
 
