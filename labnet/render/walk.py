@@ -9,6 +9,7 @@ lines may use the lab's own values: {ip.pod3}, {mac.minion} (flannel.1's MAC), {
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -49,11 +50,22 @@ class Walkthrough:
     steps: list[Step]
 
 
+# a CJK character or CJK/full-width punctuation
+_CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
+
+
+def joined(text: str) -> str:
+    """YAML folds a wrapped line into a space; written Chinese has none between its
+    characters, so the space goes where both neighbours are CJK (`子网内，所以`)."""
+    return _CJK_GAP.sub("", text)
+
+
 def _texts(value: object, where: str) -> dict[str, str]:
     if isinstance(value, str):
         return {"en": value}
     if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-        return dict(value)
+        return {lang: joined(text) for lang, text in value.items()}
     raise InputError(f"{where}: expected a text or a mapping of language to text")
 
 
