@@ -1,4 +1,4 @@
-"""Tasks on topologies, no lab needed: plan, validate, gen, graph, versions."""
+"""Tasks on topologies, no lab needed: plan, validate, gen, graph, labs, versions."""
 
 from __future__ import annotations
 
@@ -37,6 +37,18 @@ def validate(c, topology):
         f"{topology}: valid ({len(topo.nodes)} nodes, {len(topo.pods)} pods, "
         f"flannel {topo.flannel.network} {topo.flannel.summary}; {topo.versions.summary})"
     )
+
+
+@task
+@glue.friendly
+def labs(c):
+    """The labs shipped with labnet: what each teaches and the releases it runs."""
+    from labnet import model
+    from labnet.model import shipped
+    from labnet.render import terminal
+
+    rows = [(p, model.load(p)) for p in shipped.labs()]
+    terminal.console.print(terminal.labs_table(rows))
 
 
 @task

@@ -310,4 +310,5 @@ def build(data: dict, loc: Locator) -> Topology:
         checks,
         versions,
         dns,
+        data.get("description", ""),
     )

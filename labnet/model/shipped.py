@@ -14,6 +14,11 @@ def directory() -> Path:
     return installed if installed.is_dir() else package.parent / "topologies"
 
 
+def labs() -> list[Path]:
+    """The shipped topologies (not their walkthroughs), by file name."""
+    return sorted(p for p in directory().glob("*.yaml") if not p.name.endswith(".walk.yaml"))
+
+
 def topology_path(target: str | Path) -> Path:
     """A topology file as given; else the shipped lab of that name, when there is one (the
     path as given otherwise, so the error names what the user typed)."""

@@ -204,6 +204,7 @@ class Topology:
     checks: tuple[Check, ...] = field(default_factory=tuple)
     versions: Versions = field(default_factory=lambda: Versions.of({}))
     dns: ClusterDNS | None = None
+    description: str = ""  # what the lab teaches (`inv labs`)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

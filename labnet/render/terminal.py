@@ -18,6 +18,8 @@ from rich.tree import Tree
 from labnet.lab.lookup import places
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from labnet.lab.status import Status
     from labnet.model import Topology
     from labnet.plan import LabPlan, Sysctl
@@ -141,6 +143,17 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
             )
             branch.add(Text(what, style="dim"))
     return root
+
+
+def labs_table(rows: list[tuple[Path, Topology]]) -> Table:
+    """`inv labs`: one line a shipped lab; `inv up NAME` takes the first column."""
+    table = Table(title="Labs shipped with labnet (inv up NAME, inv walk NAME)")
+    for col in ("name", "what it teaches", "releases", "walkthrough"):
+        table.add_column(col, overflow="fold")
+    for path, topo in rows:
+        walk = path.with_name(f"{path.stem}.walk.yaml").exists()
+        table.add_row(path.stem, topo.description, topo.versions.summary, "yes" if walk else "-")
+    return table
 
 
 def versions_table() -> Table:

@@ -173,3 +173,11 @@ def test_versions_lists_every_release_and_the_two_sets():
         for release in known.values():
             assert release.tag in proc.stdout or release.version == "none"
     assert "0.6 (article)" in proc.stdout and "0.28 (today)" in proc.stdout
+
+
+def test_labs_lists_every_shipped_lab_with_its_releases():
+    proc = run_inv("labs", env={**os.environ, "COLUMNS": "250"})
+    assert proc.returncode == 0, proc.stderr
+    for name in ("flannel-vxlan", "flannel-vxlan-minimal"):
+        assert f"│ {name} " in proc.stdout
+    assert "flannel v0.6.2" in proc.stdout and "The article's flow" in proc.stdout
