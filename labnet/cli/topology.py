@@ -45,19 +45,19 @@ def labs(c):
     """The labs shipped with labnet: what each teaches and the releases it runs."""
     from labnet import model
     from labnet.model import shipped
-    from labnet.render import terminal
+    from labnet.render import catalog, terminal
 
     rows = [(p, model.load(p)) for p in shipped.labs()]
-    terminal.console.print(terminal.labs_table(rows))
+    terminal.console.print(catalog.labs_table(rows))
 
 
 @task
 @glue.friendly
 def versions(c):
     """The releases a lab can run (a topology's `versions:` block) and what each changes."""
-    from labnet.render import terminal
+    from labnet.render import catalog, terminal
 
-    terminal.console.print(terminal.versions_table())
+    terminal.console.print(catalog.versions_table())
 
 
 @task(
