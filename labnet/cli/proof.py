@@ -141,6 +141,7 @@ def verify(c, target, junit="", html="", out=""):
         "target": "name, address or namespace/service",
         "port": "port for tcp, http and udp",
         "proto": "icmp (default), tcp, http or udp",
+        "size": "icmp: the IP packet's size, sent with don't-fragment (finds a path's MTU)",
         "lab": "lab name, when several labs are up",
         "junit": JUNIT_HELP,
         "html": HTML_HELP,
@@ -148,13 +149,13 @@ def verify(c, target, junit="", html="", out=""):
     }
 )
 @glue.friendly
-def trace(c, source, target, port=0, proto="icmp", lab="", junit="", html="", out=""):
+def trace(c, source, target, port=0, proto="icmp", size=0, lab="", junit="", html="", out=""):
     """Follow one ad hoc flow hop by hop on a running lab: inv trace pod1 pod3"""
     from labnet.lab import lookup
     from labnet.probe import verify as verifier
 
     place = lookup.find(source, lab or None)
-    check = verifier.adhoc_check(source, target, proto, port or None)
+    check = verifier.adhoc_check(source, target, proto, port or None, size or None)
     _prove(place.lab, [check], f"trace {source} -> {target}", out, junit, html)
 
 

@@ -229,6 +229,14 @@ def route(dst: str, gateway: str, oif: int, proto: int, onlink: bool = False) ->
     )
 
 
+def link_mtu(index: int, mtu: int) -> bytes:
+    """A link's MTU (rare: only where a lab's underlay is smaller than its hosts think)."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = [("IFLA_MTU", mtu)]
+    return encode(msg)
+
+
 def device_route(dst: str, oif: int, proto: int) -> bytes:
     """`ip route replace DST dev DEV` (scope link): flannel v0.7-v0.8's network route on
     flannel.1 (made once a node: not worth a template)."""

@@ -143,6 +143,10 @@ class Batch:
     def link_up(self, index: int, ifname: str, alias: str | None = None) -> None:
         self._add(f"set {ifname} up", msgs.link_up(index, alias), RTM_NEWLINK, CHANGE)
 
+    def link_mtu(self, index: int, ifname: str, mtu: int) -> None:
+        """`ip link set IFNAME mtu MTU`."""
+        self._add(f"set {ifname} mtu {mtu}", msgs.link_mtu(index, mtu), RTM_NEWLINK, CHANGE)
+
     def bridge(self, ifname: str, index: int, mtu: int) -> None:
         self._add(f"add bridge {ifname}", msgs.bridge(ifname, index, mtu), RTM_NEWLINK, CREATE)
 

@@ -95,6 +95,8 @@ def apply(kernel: Kernel, steps: Steps) -> None:
     _send(links)
     config: dict[str, netlink.Batch] = {}
     for v in steps.veths:
+        if v.peer_mtu is not None:
+            _batch(config, v.peer_netns).link_mtu(v.peer_index, v.peer_ifname, v.peer_mtu)
         _batch(config, v.peer_netns).link_up(v.peer_index, v.peer_ifname)
     for a in steps.addresses:
         _batch(config, a.netns).address(kernel.index(a.netns, a.ifname), a.ifname, a.cidr)

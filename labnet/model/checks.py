@@ -265,7 +265,9 @@ def _build_external(
 def build(data: dict, loc: Locator) -> Topology:
     raw_ul = data.get("underlay", {})
     underlay = Underlay(
-        IPv4Network(raw_ul.get("subnet", "10.46.181.0/24")), raw_ul.get("mtu", 1500)
+        IPv4Network(raw_ul.get("subnet", "10.46.181.0/24")),
+        raw_ul.get("mtu", 1500),
+        raw_ul.get("link_mtu"),
     )
     versions = _build_versions(data, loc)
     flannel = _build_flannel(data.get("flannel", {}), loc, versions)

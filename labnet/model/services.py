@@ -123,6 +123,8 @@ def build_checks(
             )
         if proto != "icmp" and "port" not in raw:
             raise loc.error(path, f"a {proto} check needs a port")
+        if proto != "icmp" and "size" in raw:
+            raise loc.error((*path, "size"), "size is for icmp checks (a ping of that size)")
         expect = raw.get("expect", {})
         for j, ep in enumerate(expect.get("endpoints", [])):
             if ep not in hosts:
@@ -137,6 +139,7 @@ def build_checks(
                 expect.get("reachable", True),
                 tuple(expect.get("endpoints", [])),
                 expect.get("source"),
+                raw.get("size"),
             )
         )
     return tuple(out)

@@ -21,7 +21,12 @@ ETCD_CLIENT_PORT = 2379
 @dataclass(frozen=True)
 class Underlay:
     subnet: IPv4Network
-    mtu: int
+    mtu: int  # the nodes' own interfaces: what flannel computes its MTU from
+    link_mtu: int | None = None  # the network between them, when smaller than the nodes think
+
+    @property
+    def path_mtu(self) -> int:
+        return self.link_mtu or self.mtu
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,7 @@ class Check:
     reachable: bool
     endpoints: tuple[str, ...]  # who may answer (each must be seen); empty: anyone
     seen_source: str | None  # the client address (or name) the server must report
+    size: int | None = None  # icmp: the IP packet's size, sent with DF (ping -M do)
 
 
 @dataclass(frozen=True)

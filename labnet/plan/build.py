@@ -78,7 +78,8 @@ def _namespace(name: str, role: str, owner: str) -> Namespace:
 def _underlay(topo: Topology) -> Steps:
     lab, ul = topo.name, topo.underlay
     ul_ns = netns_name(lab, "underlay")
-    steps = Steps(bridges=[Bridge(ul_ns, UNDERLAY_BRIDGE, ul.mtu, UNDERLAY_BRIDGE_INDEX)])
+    # the underlay's own links carry the path MTU; the hosts' ends the MTU they believe in
+    steps = Steps(bridges=[Bridge(ul_ns, UNDERLAY_BRIDGE, ul.path_mtu, UNDERLAY_BRIDGE_INDEX)])
     hosts = [
         (m, "eth0", a)
         for m, a in zip(topo.etcd.member_names, topo.etcd.member_addresses, strict=True)
@@ -96,9 +97,10 @@ def _underlay(topo: Topology) -> Steps:
                 ns,
                 iface,
                 UNDERLAY_BRIDGE,
-                ul.mtu,
+                ul.path_mtu,
                 index,
                 ETH0_INDEX,
+                peer_mtu=ul.mtu if ul.path_mtu != ul.mtu else None,
             )
         )
         steps.addresses.append(Address(ns, iface, f"{addr}/{ul.subnet.prefixlen}"))

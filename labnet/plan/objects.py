@@ -58,6 +58,7 @@ class Veth:
     index: int
     peer_index: int
     hairpin: bool = False
+    peer_mtu: int | None = None  # when the peer's MTU differs from this end's
 
 
 @dataclass(frozen=True)

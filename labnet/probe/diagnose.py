@@ -234,9 +234,9 @@ def _forwarding(s: Site) -> str | None:
 
 
 def _mtu(s: Site) -> str | None:
-    """Every link of the step against the probe's first packet (84 bytes for a ping), plus
-    vxlan's 50 bytes on the underlay's links."""
-    base = SIZES.get(s.hop.proto, 60)
+    """Every link of the step against the probe's first packet (84 bytes for a ping, or the
+    check's `size`), plus vxlan's 50 bytes on the underlay's links."""
+    base = s.check.size or SIZES.get(s.hop.proto, 60)
     outer = any(h and h.outer for h in (s.hop, s.prev))
     for ns, ifname, _why in s.wire():
         node = s.m.nodes.get(ns)

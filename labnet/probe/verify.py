@@ -108,8 +108,9 @@ def _endpoints(check: Check, target_ip: str, m: path.NetModel) -> list[str | Non
 def _probe(src_ns: str, check: Check, ip: str) -> Attempt:
     t0 = time.time()
     if check.proto == "icmp":
+        size = ["-M", "do", "-s", str(check.size - 28)] if check.size else []
         proc = subprocess.run(
-            ["ip", "netns", "exec", src_ns, "ping", "-c", "1", "-W", "1", ip],
+            ["ip", "netns", "exec", src_ns, "ping", "-c", "1", "-W", "1", *size, ip],
             capture_output=True,
             text=True,
         )
@@ -339,13 +340,18 @@ def run(
     return Report(st.lab, results, run_dir, pcaps, time.perf_counter() - started)
 
 
-def adhoc_check(source: str, target: str, proto: str, port: int | None) -> Check:
+def adhoc_check(
+    source: str, target: str, proto: str, port: int | None, size: int | None = None
+) -> Check:
     """The check `inv trace FROM TO` makes up: reachable, anyone may answer."""
     if proto != "icmp" and port is None:
         raise InputError(
             f"a {proto} trace needs --port", "e.g. inv trace pod1 pod3 --proto http --port 8080"
         )
-    return Check(f"trace {source} -> {target}", source, target, proto, port, True, (), None)
+    if size is not None and (proto != "icmp" or not 28 <= size <= 65535):
+        raise InputError("--size is an icmp packet's size, 28 to 65535 bytes")
+    name = f"trace {source} -> {target}" + (f" ({size} bytes)" if size else "")
+    return Check(name, source, target, proto, port, True, (), None, size)
 
 
 # ---------------------------------------------------------------- JUnit

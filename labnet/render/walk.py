@@ -35,6 +35,7 @@ class Command:
     expect: list[str]
     events: str | None = None  # a node whose agent events to show while the command runs
     trace: str | None = None  # instead of argv: follow a ping from `where` to this, hop by hop
+    size: int | None = None  # the traced ping's packet size (with don't-fragment)
 
 
 @dataclass
@@ -86,7 +87,9 @@ def load(path: Path) -> Walkthrough:
         commands = []
         for j, c in enumerate(raw.get("run", [])):
             if isinstance(c, dict) and "in" in c and "trace" in c:
-                commands.append(Command(str(c["in"]), [], [], None, str(c["trace"])))
+                expect = [str(e) for e in c.get("expect", [])]
+                size = int(c["size"]) if "size" in c else None
+                commands.append(Command(str(c["in"]), [], expect, None, str(c["trace"]), size))
                 continue
             if not isinstance(c, dict) or "in" not in c or "command" not in c:
                 raise InputError(
@@ -185,17 +188,28 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
 
 
 def _trace(lab_name: str, cmd: Command) -> list[str]:
-    """A ping followed through every hop, captured and judged: `inv trace` inside the walk."""
+    """A ping followed through every hop, captured and judged: `inv trace` inside the walk.
+    With `expect`, the trace is a lesson in loss: its verdict must hold those lines (the
+    first failing hop, the cause); without, every hop must be seen."""
     from labnet.probe import verify
 
+    size = f" --size {cmd.size}" if cmd.size else ""
     terminal.console.print(
         f"[bold magenta][{cmd.where}][/bold magenta] [dim]$[/dim] "
-        f"[bold]./scripts/inv trace {cmd.where} {cmd.trace}[/bold]"
+        f"[bold]./scripts/inv trace {cmd.where} {cmd.trace}{size}[/bold]"
     )
-    report = verify.run(lab_name, [verify.adhoc_check(cmd.where, cmd.trace, "icmp", None)])
+    check = verify.adhoc_check(cmd.where, cmd.trace, "icmp", None, cmd.size)
+    report = verify.run(lab_name, [check])
     names = lookup.short_names(lab_name)
-    for r in report.results:
-        terminal.console.print(terminal.verify_table(r, names))
+    with terminal.console.capture() as shown:
+        terminal.verify_summary(report, names)
+    from rich.text import Text
+
+    text = Text.from_ansi(shown.get())
+    terminal.console.print(text, end="")
+    if cmd.expect:
+        flat = " ".join(text.plain.split())
+        return [e for e in cmd.expect if " ".join(e.split()) not in flat]
     return [] if report.passed else [f"every hop of {cmd.where} -> {cmd.trace} seen"]
 
 
