@@ -3,7 +3,7 @@ nodes, its processes' memory and open files sampled every minute.
 
 Run as root:  .venv/bin/python bench/soak.py [--minutes 30] [--every 10] [--name LAB]
 Passes when no verify fails, no ping is lost beyond the first, and no process of the lab
-grows in memory (PSS) or open file descriptors by more than 5 % after the first minute.
+grows in private memory or open file descriptors by more than 5 % after the first minute.
 Prints a JSON summary; `--name` runs the topology under another lab name (so a soak can
 run beside the reference lab).
 """
@@ -25,7 +25,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from labnet.bench.run import pss_kb  # noqa: E402
 from labnet.daemons import processes, state  # noqa: E402
 from labnet.lab import build, lookup, teardown  # noqa: E402
 from labnet.probe import verify as verifier  # noqa: E402
@@ -40,28 +39,42 @@ def renamed(topology: Path, name: str, workdir: Path) -> Path:
     return path
 
 
+def private_kb(pid: int) -> int:
+    """The process's own memory (USS: private clean + dirty pages, in kB). Unlike PSS it
+    does not move when other processes start or stop sharing the same program's pages."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
 def sample(st: state.LabState) -> dict[str, dict[str, int]]:
-    """PSS (kB) and open file descriptors of every recorded process of the lab."""
+    """Private memory (kB) and open file descriptors of every recorded process of the lab."""
     out = {}
     for rec in st.processes:
         if not processes.alive(rec):
-            out[rec.name] = {"pss_kb": 0, "fds": 0, "dead": 1}
+            out[rec.name] = {"private_kb": 0, "fds": 0, "dead": 1}
             continue
         try:
             fds = len(os.listdir(f"/proc/{rec.pid}/fd"))
         except OSError:
             fds = 0
-        out[rec.name] = {"pss_kb": pss_kb(rec.pid), "fds": fds}
+        out[rec.name] = {"private_kb": private_kb(rec.pid), "fds": fds}
     return out
 
 
 def growth(first: dict, last: dict) -> dict[str, dict[str, float]]:
-    """Relative growth of each process's PSS and fds from `first` to `last`."""
+    """Relative growth of each process's private memory and fds from `first` to `last`."""
     out = {}
     for name, a in first.items():
-        b = last.get(name, {"pss_kb": 0, "fds": 0})
+        b = last.get(name, {"private_kb": 0, "fds": 0})
         out[name] = {
-            key: (b[key] - a[key]) / a[key] if a[key] else 0.0 for key in ("pss_kb", "fds")
+            key: (b[key] - a[key]) / a[key] if a[key] else 0.0 for key in ("private_kb", "fds")
         }
     return out
 
@@ -71,7 +84,8 @@ def pinger(st: state.LabState) -> subprocess.Popen:
     pod1 = lookup.find("pod1", st.lab)
     target = lookup.address_of(st, "pod3")
     return subprocess.Popen(
-        ["ip", "netns", "exec", pod1.netns, "ping", "-i", "0.2", "-W", "1", target],
+        # -q: only the summary (a line a reply would fill the unread pipe and stop ping)
+        ["ip", "netns", "exec", pod1.netns, "ping", "-q", "-i", "0.2", "-W", "1", target],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -119,7 +133,9 @@ def soak(topology: Path, minutes: float, every: float) -> dict:
         next(s for at, s in samples if at >= 60) if len(samples) > 1 else samples[0]
     )
     grew = growth(after_first_minute, samples[-1][1])
-    worst = {key: max((g[key] for g in grew.values()), default=0.0) for key in ("pss_kb", "fds")}
+    worst = {
+        key: max((g[key] for g in grew.values()), default=0.0) for key in ("private_kb", "fds")
+    }
     return {
         "lab": lab,
         "minutes": minutes,
