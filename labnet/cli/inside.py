@@ -54,12 +54,20 @@ def logs(c, name, lab=""):
 @task(help={"node": "node name", "lab": LAB_HELP})
 @glue.friendly
 def rules(c, node, lab=""):
-    """Show a node's kube-proxy chains as a tree, then `iptables -t nat -nL` as it is."""
-    from labnet.kernel import iptables
+    """Show a node's kube-proxy chains as a tree, then `iptables -t nat -nL` as it is (in
+    kube-proxy's nftables mode: `nft list table ip kube-proxy`, its one table)."""
+    from labnet import model
+    from labnet.kernel import iptables, netns
     from labnet.lab import lookup
     from labnet.render import terminal
 
     place = lookup.find(node, lab or None)
+    if model.load(lookup.load_state(place.lab).topology).kube_proxy_mode == "nftables":
+        terminal.heading(f"[{node}] nft list table ip kube-proxy (kube-proxy's nftables mode)")
+        argv = ["nft", "list", "table", "ip", "kube-proxy"]
+        proc = netns.run(place.netns, argv, timeout=30, text=True)
+        terminal.output(proc.stdout or proc.stderr, (r"vmap", r"numgen", r"dnat to", "masquerade"))
+        return
     chains = iptables.parse_save(iptables.save(place.netns))
     terminal.console.print(terminal.rules_tree(node, chains))
     terminal.heading(f"[{node}] iptables -t nat -nL")

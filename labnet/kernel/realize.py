@@ -117,11 +117,18 @@ def _send(batches: dict[str, netlink.Batch]) -> None:
         batch.send()
 
 
-def restore(netns_name: str, text: str) -> subprocess.Popen:
-    """iptables-restore --noflush inside a namespace, as kube-proxy and docker load rules."""
+LOADERS = {
+    "iptables-restore": ["iptables-restore", "--noflush", "--wait"],
+    "nft": ["nft", "-f", "-"],
+}
+
+
+def restore(netns_name: str, text: str, loader: str = "iptables-restore") -> subprocess.Popen:
+    """iptables-restore --noflush inside a namespace, as kube-proxy and docker load rules (or
+    `nft -f -`, as kube-proxy's nftables mode loads its table)."""
     proc = netns.popen(
         netns_name,
-        ["iptables-restore", "--noflush", "--wait"],
+        LOADERS[loader],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -133,17 +140,18 @@ def restore(netns_name: str, text: str) -> subprocess.Popen:
 
 
 class RuleLoad:
-    """Rule sets being loaded: one iptables-restore per namespace, all namespaces at once;
-    the sets of one namespace go in the order given (each is its own table section)."""
+    """Rule sets being loaded: one iptables-restore (and one nft) per namespace, all
+    namespaces at once; the sets of one namespace go in the order given (each is its own
+    table section)."""
 
     def __init__(self, rules: list[Rules]) -> None:
-        texts: dict[str, list[Rules]] = {}
+        texts: dict[tuple[str, str], list[Rules]] = {}
         for r in rules:
-            texts.setdefault(r.netns, []).append(r)
+            texts.setdefault((r.netns, r.loader), []).append(r)
         self.running = []
-        for ns, rs in texts.items():
-            self.running.append((rs, restore(ns, "".join(r.text for r in rs))))
-            crashpoint.step(f"iptables-restore in {ns}")
+        for (ns, loader), rs in texts.items():
+            self.running.append((rs, restore(ns, "".join(r.text for r in rs), loader)))
+            crashpoint.step(f"{loader} in {ns}")
 
     def wait(self) -> None:
         """Until every set is in (none is left running); the first refusal is raised."""

@@ -17,6 +17,7 @@ TOOLS = {
     "tcpdump": "tcpdump",
     "ping": "iputils-ping",
     "conntrack": "conntrack",
+    "nft": "nftables",
     "dnsmasq": "dnsmasq-base",
 }
 

@@ -46,6 +46,18 @@ def _build_versions(data: dict, loc: Locator) -> Versions:
     return versions
 
 
+def _kube_proxy_mode(data: dict, loc: Locator, versions: Versions) -> str:
+    mode = data.get("kube_proxy", {}).get("mode", "iptables")
+    if mode == "nftables" and versions.kube_proxy.era == "1.5":
+        raise loc.error(
+            ("kube_proxy", "mode"),
+            f"kube-proxy {versions.kube_proxy.version} has no nftables mode (it came in "
+            "v1.29 as alpha, v1.31 beta, v1.33 GA)",
+            'set versions.kube-proxy to "1.37" (see: inv versions)',
+        )
+    return mode
+
+
 def _build_flannel(raw: dict, loc: Locator, versions: Versions) -> Flannel:
     network = IPv4Network(raw.get("network", "172.16.0.0/16"))
     subnet_len = raw.get("subnet_len", 24)
@@ -313,4 +325,5 @@ def build(data: dict, loc: Locator) -> Topology:
         versions,
         dns,
         data.get("description", ""),
+        _kube_proxy_mode(data, loc, versions),
     )

@@ -211,6 +211,7 @@ class Topology:
     versions: Versions = field(default_factory=lambda: Versions.of({}))
     dns: ClusterDNS | None = None
     description: str = ""  # what the lab teaches (`inv labs`)
+    kube_proxy_mode: str = "iptables"  # or "nftables": the `ip kube-proxy` table (v1.29+)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

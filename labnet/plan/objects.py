@@ -78,11 +78,13 @@ class Route:
 
 @dataclass(frozen=True)
 class Rules:
-    """An iptables-restore --noflush input for one namespace, written by `owner`."""
+    """A rule set for one namespace, written by `owner`: iptables-restore --noflush input,
+    or `nft -f` input when its loader is nft (kube-proxy's nftables mode)."""
 
     netns: str
     owner: str  # docker | flannel | kube-proxy
     text: str
+    loader: str = "iptables-restore"  # or "nft"
 
 
 @dataclass(frozen=True)

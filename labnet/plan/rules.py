@@ -1,9 +1,11 @@
 """Rule sets as their owners write them (iptables-restore input): docker's bridge rules,
-flanneld's --ip-masq rules, and kube-proxy's nat table on every node."""
+flanneld's --ip-masq rules, and kube-proxy's nat table on every node (or, in its nftables
+mode, its `ip kube-proxy` table as `nft -f` input)."""
 
 from __future__ import annotations
 
 from ..model import Topology, versions
+from . import kubeproxy_nft
 from .kubeproxy import render
 from .objects import Rules, netns_name
 
@@ -94,9 +96,22 @@ def _flannel_forward(release: versions.Flannel, net: str) -> list[str]:
 
 
 def kube_proxy_rules(topo: Topology, pod_ips: dict[str, str]) -> list[Rules]:
-    """The same nat table on every node, as kube-proxy writes it."""
+    """The same nat table on every node, as kube-proxy writes it; in nftables mode, each
+    node's `ip kube-proxy` table (its nodeport-ips set holds the node's own address)."""
     if not topo.services:
         return []
+    if topo.kube_proxy_mode == "nftables":
+        return [
+            Rules(
+                netns_name(topo.name, n.name),
+                "kube-proxy",
+                kubeproxy_nft.render(
+                    topo.services, pod_ips, str(n.address), topo.flannel.network
+                ).text(),
+                "nft",
+            )
+            for n in topo.nodes
+        ]
     era = topo.versions.kube_proxy.era
     text = render(topo.services, pod_ips, era, topo.flannel.network).restore_text()
     return [Rules(netns_name(topo.name, n.name), "kube-proxy", text) for n in topo.nodes]

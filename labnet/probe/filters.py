@@ -301,8 +301,11 @@ def filter_check(s: Site) -> str | None:
 
 def nat_check(s: Site) -> str | None:
     """MASQUERADE where the hop expects a rewritten source; kube-proxy's DNAT where the
-    flow meets its service's rules."""
+    flow meets its service's rules. In kube-proxy's nftables mode a service flow's DNAT and
+    masquerade are in the `ip kube-proxy` table, which these iptables walks do not read."""
     h, p = s.hop, s.prev
+    if s.m.topo.kube_proxy_mode == "nftables" and any(e.kind == "dnat" for e in s.nat):
+        return None
     if "MASQUERADE" in h.note:
         ns = h.netns
         into = p.ifname if p and p.netns == ns and p.direction == "in" else None

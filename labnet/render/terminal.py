@@ -77,7 +77,10 @@ def commands(topo: Topology, lab_plan: LabPlan) -> list[tuple[str, str]]:
             out.append((d.name, " and ".join(parts)))
     rule_sets = {r.owner for s in [lab_plan.base, *[n.steps for n in lab_plan.nodes.values() if n]]
                  for r in s.rules}  # fmt: skip
-    if rule_sets or topo.services:
+    if topo.services and topo.kube_proxy_mode == "nftables":
+        docker = ", iptables-restore --noflush (docker's rules)" if rule_sets else ""
+        out.append(("each node", f"nft -f - (kube-proxy's `ip kube-proxy` table){docker}"))
+    elif rule_sets or topo.services:
         out.append(("each node", "iptables-restore --noflush (docker's and kube-proxy's rules)"))
     return out
 
@@ -88,7 +91,8 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
     root.add(f"flannel config {fl.config_json()}  ({fl.summary})")
     for svc in topo.services:
         for port in svc.ports:
-            root.add(Text(_service_line(svc, port, topo.versions.kube_proxy.era), style="cyan"))
+            era = "nftables" if topo.kube_proxy_mode == "nftables" else topo.versions.kube_proxy.era
+            root.add(Text(_service_line(svc, port, era), style="cyan"))
     runs = root.add(Text("runs as root (a topology is code: read it before you up it)", "bold"))
     for where, command in commands(topo, lab_plan):
         runs.add(Text.assemble((f"{where}: ", "bold"), command))
@@ -144,13 +148,15 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
 
 
 def _service_line(svc, port, era: str) -> str:
-    from labnet.plan.kubeproxy import svc_chain
+    from labnet.plan import kubeproxy, kubeproxy_nft
 
+    nft = era == "nftables"
+    chain = kubeproxy_nft.svc_chain(svc, port) if nft else kubeproxy.svc_chain(svc, port, era)
     node_port = f" nodePort {port.node_port}" if port.node_port else ""
     return (
         f"service {svc.full_name} {svc.cluster_ip}:{port.port}/{port.protocol}{node_port}"
         f" -> {', '.join(svc.endpoints) or 'no endpoints'} :{port.target_port}"
-        f"  ({svc_chain(svc, port, era)}, affinity {svc.affinity})"
+        f"  ({chain}, affinity {svc.affinity})"
     )
 
 
