@@ -324,8 +324,11 @@ def _docker_and_pods(
 
 def _remote_entries(kernel: Kernel, topo: Topology, node: model.Node) -> int:
     """vxlan: FDB entries on flannel.1 (a remote VTEP each); host-gw: routes via another
-    node's address."""
+    node's address; udp: entries of the agent's own table, which only its log shows."""
     ns = plan.netns_name(topo.name, node.name)
+    if topo.flannel.backend == "udp":
+        log = state.node_dir(topo.name, node.name) / "flanneld.log"
+        return log.read_text().count(" udp-route-added ") if log.exists() else 0
     if topo.flannel.vxlan:
         entries = query.fdb_entries(ns, kernel.index(ns, topo.flannel.device))
         return sum(1 for _, dst in entries if dst)
@@ -344,7 +347,9 @@ def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:
             if _remote_entries(kernel, topo, node) >= want:
                 pending.remove(node)
         if pending and time.monotonic() > deadline:
-            what = "FDB entries" if topo.flannel.vxlan else "routes to other nodes"
+            what = {"vxlan": "FDB entries", "udp": "udp proxy entries"}.get(
+                topo.flannel.backend, "routes to other nodes"
+            )
             late = ", ".join(n.name for n in pending)
             raise LabFailure(
                 f"{what} missing after {WAIT_AGENTS:.0f} s on: {late}",

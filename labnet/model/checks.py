@@ -21,7 +21,7 @@ from .topology import (
     Topology,
     Underlay,
 )
-from .versions import Versions
+from .versions import UDP_RELEASES, Versions
 
 
 def _subnet_bounds(network: IPv4Network, subnet_len: int) -> tuple[IPv4Address, IPv4Address]:
@@ -76,12 +76,20 @@ def _build_flannel(raw: dict, loc: Locator, versions: Versions) -> Flannel:
         raise loc.error(("flannel", "subnet_min"), f"subnet_min {smin} is above subnet_max {smax}")
     backend = raw.get("backend", {})
     kind = backend.get("type", "vxlan")
-    vxlan_only = sorted(k for k in ("vni", "port", "mode") if k in backend)
-    if kind != "vxlan" and vxlan_only:
+    own = {"vxlan": ("vni", "port", "mode"), "udp": ("port",)}.get(kind, ())
+    vxlan_only = sorted(k for k in ("vni", "port", "mode") if k in backend and k not in own)
+    if vxlan_only:
         raise loc.error(
             ("flannel", "backend", vxlan_only[0]),
             f"{vxlan_only[0]} belongs to the vxlan backend, not {kind}",
             f"remove {', '.join(vxlan_only)}, or use type: vxlan",
+        )
+    if kind == "udp" and versions.flannel.version not in UDP_RELEASES:
+        raise loc.error(
+            ("flannel", "backend", "type"),
+            f"flannel {versions.flannel.version} has no udp backend",
+            f"flannel releases with it: {', '.join(UDP_RELEASES)}: set versions.flannel "
+            "(see: inv versions)",
         )
     return Flannel(
         network,
@@ -89,7 +97,7 @@ def _build_flannel(raw: dict, loc: Locator, versions: Versions) -> Flannel:
         smin,
         smax,
         backend.get("vni", 1),
-        backend.get("port", 8472),
+        backend.get("port", 8285 if kind == "udp" else 8472),
         versions.flannel.mode,
         # without docker's MASQUERADE, flannel's --ip-masq is what lets pods out (kube-flannel)
         raw.get("ipmasq", not versions.docker.rules),

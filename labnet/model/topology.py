@@ -13,6 +13,7 @@ from .versions import Versions
 
 FLANNEL_PREFIX = "/coreos.com/network"
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
+UDP_OVERHEAD = 28  # flannel's udp backend: outer IP 20 + UDP 8 around the bare IP packet
 FIRST_NODE_HOST = 145  # article's minion is 10.46.181.146; nodes count from .145
 ETCD_HOST = 10
 ETCD_CLIENT_PORT = 2379
@@ -56,7 +57,8 @@ class Flannel:
     mode: str  # "miss" (v0.5-v0.8) or "static" (v0.9+): from the flannel release
     ipmasq: bool
     lease_ttl: int = 86400  # flannel's 24 h; shorter ones show expiry in class
-    backend: str = "vxlan"  # or "host-gw": routes via the other nodes, no flannel.1
+    backend: str = "vxlan"  # or "host-gw": routes via the other nodes, no flannel.1; or
+    # "udp": the TUN device flannel0, the agent wraps each packet in UDP
 
     @property
     def vxlan(self) -> bool:
@@ -69,7 +71,7 @@ class Flannel:
 
     @property
     def device(self) -> str:
-        return f"flannel.{self.vni}"
+        return "flannel0" if self.backend == "udp" else f"flannel.{self.vni}"
 
     def config_json(self) -> str:
         """The value of <prefix>/config exactly as flannel reads it."""
@@ -82,6 +84,8 @@ class Flannel:
                 "Backend": (
                     {"Type": "vxlan", "VNI": self.vni, "Port": self.port}
                     if self.vxlan
+                    else {"Type": "udp", "Port": self.port}
+                    if self.backend == "udp"
                     else {"Type": self.backend}
                 ),
             },
@@ -224,5 +228,6 @@ class Topology:
 
     @property
     def flannel_mtu(self) -> int:
-        """FLANNEL_MTU: the underlay's, less VXLAN's envelope when there is one."""
-        return self.underlay.mtu - (VXLAN_OVERHEAD if self.flannel.vxlan else 0)
+        """FLANNEL_MTU: the underlay's, less the envelope (vxlan's, or udp's) when there is one."""
+        overhead = {"vxlan": VXLAN_OVERHEAD, "udp": UDP_OVERHEAD}.get(self.flannel.backend, 0)
+        return self.underlay.mtu - overhead

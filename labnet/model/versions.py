@@ -88,6 +88,14 @@ FLANNEL = {
     )
 }  # fmt: skip
 
+# flannel's udp backend (backend/udp: the TUN device flannel0, the agent as the data path),
+# its first backend and the one its code picks for a config without "Backend" (subnet/
+# config.go parseBackendType, to this day), is in every release above: v0.6.2 to v0.28.9
+# (amd64 only from v0.10). flannel0 holds <subnet>.0 with the network's prefix up to v0.10;
+# from v0.11 (commit ed425bdd) a /32, and flannel routes the network to it itself.
+UDP_RELEASES = ("0.6", "0.7", "0.8", "0.9", "0.28")
+UDP_NETWORK_PREFIX = ("0.6", "0.7", "0.8", "0.9")
+
 DOCKER = {
     d.version: d
     for d in (

@@ -23,12 +23,12 @@ MAX_HOPS = 32
 
 @dataclass(frozen=True)
 class Outer:
-    """The VXLAN envelope: outer IPs, UDP port and VNI."""
+    """The envelope (VXLAN's, or flannel's udp): outer IPs, UDP port and VNI."""
 
     src: str
     dst: str
     port: int
-    vni: int
+    vni: int | None  # None: flannel's udp puts the bare IP packet in the datagram
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class NetModel:
 
     def owner(self, ip: str) -> tuple[str, str] | None:
         for (ns, name), i in self.ifaces.items():
-            if i.addr and str(i.addr.ip) == ip and i.kind != "vxlan":
+            if i.addr and str(i.addr.ip) == ip and i.kind not in ("vxlan", "tun"):
                 return ns, name
         return None
 
@@ -159,16 +159,18 @@ def build(topo: Topology, subnets: dict[str, str], pod_ips: dict[str, str]) -> N
 
 def _flannel_routes(fl: Flannel, nodes: dict, ifaces: dict, routes: dict) -> None:
     """What each node's agent adds: vxlan's flannel.1 (miss mode: one route to the whole
-    network; static: one onlink route a lease), or host-gw's route a lease via its node."""
+    network; static: one onlink route a lease), host-gw's route a lease via its node, or
+    udp's TUN device flannel0 (one route to the whole network, the agent behind it)."""
     for ns, n in nodes.items():
         others = [o for o in nodes.values() if o is not n]
-        if not fl.vxlan:
+        if fl.backend == "host-gw":
             routes[ns] += [(o.subnet, n.iface, o.public_ip) for o in others]
             continue
         plen = fl.network.prefixlen if fl.mode == "miss" else 32
         addr = IPv4Interface(f"{n.subnet.network_address}/{plen}")
-        ifaces[(ns, fl.device)] = Iface(ns, fl.device, "vxlan", addr=addr)
-        if fl.mode == "miss":
+        kind = "vxlan" if fl.vxlan else "tun"
+        ifaces[(ns, fl.device)] = Iface(ns, fl.device, kind, addr=addr)
+        if fl.mode == "miss" or kind == "tun":
             routes[ns].append((fl.network, fl.device, None))
         else:
             routes[ns] += [(o.subnet, fl.device, str(o.subnet.network_address)) for o in others]
@@ -312,7 +314,7 @@ class _Walker:
         self, ns: str, dev: str, next_ip: str, p: _Packet, note: str
     ) -> tuple[str, str] | None:
         iface = self.m.ifaces[(ns, dev)]
-        if iface.kind == "vxlan":
+        if iface.kind in ("vxlan", "tun"):
             return self.encapsulate(ns, dev, p, note)
         self.hops.append(p.hop(ns, dev, "out", note=note))
         if iface.kind == "bridge":
@@ -348,14 +350,16 @@ class _Walker:
         return None
 
     def encapsulate(self, ns: str, dev: str, p: _Packet, note: str) -> tuple[str, str] | None:
-        """flannel.1: the inner packet goes to the node whose lease covers the destination."""
+        """flannel.1 (flannel0: the agent, in user space): the inner packet goes to the node
+        whose lease covers the destination."""
         remote = self.m.node_of_subnet(p.dst)
         here = self.m.nodes[ns]
-        self.hops.append(p.hop(ns, dev, "out", note=note))
+        fl = self.m.topo.flannel
+        agent = "" if fl.vxlan else "read by the agent"
+        self.hops.append(p.hop(ns, dev, "out", note=", ".join(filter(None, (note, agent)))))
         if remote is None or remote is here:
             return None
-        fl = self.m.topo.flannel
-        outer = Outer(here.public_ip, remote.public_ip, fl.port, fl.vni)
+        outer = Outer(here.public_ip, remote.public_ip, fl.port, fl.vni if fl.vxlan else None)
         ul_ns = netns_name(self.m.topo.name, "underlay")
         port = next(
             n
@@ -365,7 +369,8 @@ class _Walker:
         self.hops.append(p.hop(ns, here.iface, "out", outer))
         self.hops.append(p.hop(ul_ns, port, "out", outer))
         self.hops.append(p.hop(remote.netns, remote.iface, "in", outer))
-        self.hops.append(p.hop(remote.netns, dev, "in", note="decapsulated"))
+        inside = "written by the agent" if agent else "decapsulated"
+        self.hops.append(p.hop(remote.netns, dev, "in", note=inside))
         return remote.netns, dev
 
 

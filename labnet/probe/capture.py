@@ -15,6 +15,7 @@ from labnet.kernel import netns
 # etcd's own chatter on the underlay is not part of any flow under test
 FILTER = "ip and not tcp port 2379 and not tcp port 2380"
 VXLAN_PORT = 8472
+FLANNEL_UDP_PORT = 8285  # flannel's udp backend: the datagram holds a bare IP packet
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Seen:
     sport: int | None
     dport: int | None
     icmp_type: int | None
-    outer: tuple[str, str, int, int] | None  # src, dst, UDP port, VNI
+    outer: tuple[str, str, int, int | None] | None  # src, dst, UDP port, VNI (udp: None)
 
     def describe(self) -> str:
         ports = f":{self.sport} > :{self.dport}" if self.sport is not None else ""
@@ -119,7 +120,8 @@ class Seen:
         text = f"{self.src} > {self.dst} {self.proto}{kind}{ports}".replace(" :", " ")
         if self.outer:
             o = self.outer
-            text = f"outer {o[0]} > {o[1]} udp/{o[2]} vni {o[3]} | inner {text}"
+            vni = f" vni {o[3]}" if o[3] is not None else ""
+            text = f"outer {o[0]} > {o[1]} udp/{o[2]}{vni} | inner {text}"
         return text
 
 
@@ -155,7 +157,8 @@ def _l4(ip) -> tuple[str, int | None, int | None, int | None]:
 
 
 def read(pcap: Path) -> list[Seen]:
-    """Every IPv4 packet of a pcap file; VXLAN (UDP 8472) is opened to its inner packet."""
+    """Every IPv4 packet of a pcap file; VXLAN (UDP 8472) and flannel's udp (UDP 8285, no
+    header of its own: scapy has no layer for it) are opened to their inner packet."""
     from scapy.layers.inet import IP, UDP
     from scapy.layers.vxlan import VXLAN
     from scapy.utils import rdpcap
@@ -174,6 +177,9 @@ def read(pcap: Path) -> list[Seen]:
             if not vx.haslayer(IP):
                 continue
             ip = vx[IP]
+        elif ip.proto == 17 and ip[UDP].dport == FLANNEL_UDP_PORT:  # not an ICMP error's quote
+            outer = (ip.src, ip.dst, FLANNEL_UDP_PORT, None)
+            ip = IP(bytes(ip[UDP].payload))
         proto, sport, dport, icmp_type = _l4(ip)
         out.append(Seen(float(pkt.time), ip.src, ip.dst, proto, sport, dport, icmp_type, outer))
     return out

@@ -17,7 +17,7 @@ from labnet.daemons import processes, state
 from labnet.errors import InputError, LabFailure
 from labnet.kernel import iptables, netns
 from labnet.lab import lookup
-from labnet.model import VXLAN_OVERHEAD, Check
+from labnet.model import Check
 from labnet.plan import path
 from labnet.probe import filters
 
@@ -235,16 +235,17 @@ def _forwarding(s: Site) -> str | None:
 
 def _mtu(s: Site) -> str | None:
     """Every link of the step against the probe's first packet (84 bytes for a ping, or the
-    check's `size`), plus vxlan's 50 bytes on the underlay's links."""
+    check's `size`), plus the envelope on the underlay's links (vxlan's 50 bytes, udp's 28)."""
     base = s.check.size or SIZES.get(s.hop.proto, 60)
     outer = any(h and h.outer for h in (s.hop, s.prev))
+    over = s.m.topo.underlay.mtu - s.m.topo.flannel_mtu  # the envelope: vxlan 50, udp 28
     for ns, ifname, _why in s.wire():
         node = s.m.nodes.get(ns)
         under = s.m.names.get(ns) == "underlay" or (node and ifname == node.iface)
-        size = base + VXLAN_OVERHEAD if under and outer else base
+        size = base + over if under and outer else base
         mtu = s.k.links(ns).get(ifname, {}).get("mtu")
         if mtu and mtu < size:
-            vx = f" ({base} + {VXLAN_OVERHEAD} of vxlan)" if size > base else ""
+            vx = f" ({base} + {over} of {s.m.topo.flannel.backend})" if size > base else ""
             tail = f"; {_overhead(s)}" if _overhead(s) else ""
             return f"{ifname} in {ns} has MTU {mtu}, too small for the {size}-byte packet{vx}{tail}"
     return ""
@@ -254,14 +255,15 @@ def _overhead(s: Site) -> str | None:
     """vxlan adds 50 bytes: flannel.1's MTU must be the underlay link's minus 50."""
     if not s.vxlan:
         return None
-    dev = s.m.topo.flannel.device
+    dev, kind = s.m.topo.flannel.device, s.m.topo.flannel.backend
+    over = s.m.topo.underlay.mtu - s.m.topo.flannel_mtu  # vxlan 50, udp 28
     for ns in s.nodes():
         links, under = s.k.links(ns), s.m.nodes[ns].iface
         u_mtu, v_mtu = links.get(under, {}).get("mtu"), links.get(dev, {}).get("mtu")
-        if u_mtu and v_mtu and v_mtu > u_mtu - VXLAN_OVERHEAD:
+        if u_mtu and v_mtu and v_mtu > u_mtu - over:
             return (
                 f"{dev}'s MTU in {ns} is {v_mtu}, but must be {under}'s {u_mtu} minus "
-                f"{VXLAN_OVERHEAD} ({u_mtu - VXLAN_OVERHEAD}) for the vxlan header"
+                f"{over} ({u_mtu - over}) for the {kind} header"
             )
     return ""
 
@@ -279,6 +281,8 @@ def _neighbours(s: Site) -> str | None:
     h = s.hop
     if h.netns in s.m.nodes and h.direction == "out":
         if h.ifname == s.m.topo.flannel.device or s.entry == "encap":
+            if s.m.topo.flannel.backend == "udp":  # no neighbours: the agent is the data path
+                return _agent(s, h.netns)
             return _vxlan(s, h.netns)
     if not _routed_out(s):
         return None

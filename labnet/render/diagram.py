@@ -78,7 +78,9 @@ def _node(
         (
             Y_FLANNEL,
             topo.flannel.device,
-            f"{topo.flannel.device} {gw} vxlan id {topo.flannel.vni} {mac}",
+            f"{topo.flannel.device} {gw} vxlan id {topo.flannel.vni} {mac}"
+            if topo.flannel.vxlan
+            else f"{topo.flannel.device} {gw} TUN: the flannel agent, udp/{topo.flannel.port}",
             "#fff4e0",
         ),
         (
@@ -88,7 +90,7 @@ def _node(
             "#eaf7ea",
         ),
     ]
-    if not topo.flannel.vxlan:  # host-gw: no flannel.1, pods' traffic leaves by eth0
+    if topo.flannel.backend == "host-gw":  # no flannel.1, pods' traffic leaves by eth0
         del rows[1]
     for y, ifname, label, fill in rows:
         lay.parts.append(_box(cx - 170, y - 18, 340, 34, fill))
@@ -164,7 +166,7 @@ def _envelope(hop: path.Hop, x: float, y: float) -> list[str]:
     layers = [
         (f"IP {o.src} > {o.dst}", "#d9e7fb"),
         (f"UDP dport {o.port}", "#fde3c8"),
-        (f"VXLAN VNI {o.vni}", "#fff2b3"),
+        (f"VXLAN VNI {o.vni}" if o.vni is not None else "flannel udp: no header", "#fff2b3"),
         (f"inner IP {hop.src} > {hop.dst}", "#daf2d6"),
         (hop.proto.upper() + (f" :{hop.port}" if hop.port else ""), "#ffffff"),
     ]

@@ -97,7 +97,7 @@ def _layers(hop: path.Hop) -> str:
         [
             f"IP {hop.outer.src} &gt; {hop.outer.dst}",
             f"UDP {hop.outer.port}",
-            f"VXLAN VNI {hop.outer.vni}",
+            f"VXLAN VNI {hop.outer.vni}" if hop.outer.vni is not None else "flannel udp: none",
         ]
         if hop.outer
         else []

@@ -141,6 +141,9 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
                 f"agent creates {fl.device}: vxlan id {fl.vni} dstport {fl.port} "
                 f"nolearning, mtu {topo.flannel_mtu}"
                 if fl.vxlan
+                else f"agent opens {fl.device} (TUN), mtu {topo.flannel_mtu}, and carries "
+                f"every packet to udp/{fl.port} of the node with the lease"
+                if fl.backend == "udp"
                 else "agent routes each other node's subnet via that node's address (host-gw)"
             )
             branch.add(Text(what, style="dim"))
@@ -194,7 +197,7 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
     for key, lease in sorted(s.leases.items()):
         try:
             v = json.loads(lease["value"])
-            ip, kind = v["PublicIP"], v.get("BackendType", "?")
+            ip, kind = v["PublicIP"], v.get("BackendType", "-")  # udp's leases name none
             mac = v["BackendData"]["VtepMAC"] if kind == "vxlan" else "-"  # host-gw: no VTEP
         except (ValueError, KeyError, TypeError):
             ip, kind, mac = "?", "?", "?"
@@ -305,7 +308,8 @@ def _expected(hop) -> str:
     text = f"{side} {hop.proto}"
     if hop.outer:
         o = hop.outer
-        text = f"outer {o.src} > {o.dst} udp/{o.port} vni {o.vni} | inner {text}"
+        vni = f" vni {o.vni}" if o.vni is not None else ""  # flannel's udp: no VNI
+        text = f"outer {o.src} > {o.dst} udp/{o.port}{vni} | inner {text}"
     if hop.note:
         text += f" ({hop.note})"
     return text

@@ -1,4 +1,4 @@
-"""The flannel agent: flanneld's vxlan (or host-gw) backend, one process per node, inside the
+"""The flannel agent: flanneld's vxlan (host-gw, udp) backend, one process per node, inside the
 node's namespace. The backend is the one `<prefix>/config` names, as flanneld reads it.
 
 The agent behaves as the flannel release it is given (labnet.model.versions). Two eras of
@@ -13,6 +13,9 @@ the vxlan backend:
 Its iptables rules, lease JSON, etcd API and lost-lease handling follow the release too.
 
 host-gw: no device; per remote lease the route `<subnet> via <PublicIP> dev eth0`.
+
+udp: the TUN device flannel0, and the agent carries every packet between it and UDP port
+8285 from a table of the leases (labnet.daemons.flannel.udp).
 
 Every event goes to stdout (the node's log) with a timestamp: `inv logs NODE`.
 """
@@ -34,6 +37,7 @@ from labnet.daemons.flannel.misses import NUD_REACHABLE, MissAnswerer
 from labnet.daemons.flannel.rules import RuleKeeper
 from labnet.daemons.flannel.store import open_store
 from labnet.daemons.flannel.sync import PROTO_BOOT, LeaseSync
+from labnet.daemons.flannel.udp import UdpProxy
 from labnet.kernel import netlink, query
 from labnet.model.versions import FLANNEL
 
@@ -60,7 +64,7 @@ class AgentConfig:
     release: str = "0.6"  # the flannel release whose behaviour the agent follows
 
 
-class Agent(LeaseSync, MissAnswerer, RuleKeeper):
+class Agent(LeaseSync, MissAnswerer, RuleKeeper, UdpProxy):
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.release = FLANNEL[cfg.release]
@@ -109,14 +113,18 @@ class Agent(LeaseSync, MissAnswerer, RuleKeeper):
 
     def prepare_backend(self, config: dict) -> None:
         """The backend <prefix>/config names: vxlan makes flannel.VNI, host-gw needs only the
-        underlay interface (its routes go out through it)."""
+        underlay interface (its routes go out through it), udp opens flannel0 once it holds
+        its lease."""
         self.backend = config.get("Backend", {}).get("Type", "vxlan")
         if self.backend == "vxlan":
             log("backend", type="vxlan", mode=self.cfg.mode)
             self.create_device(config)
             return
+        if self.backend == "udp":
+            self.prepare_udp(config)
+            return
         if self.backend != "host-gw":
-            raise RuntimeError(f"backend {self.backend!r} is not supported (vxlan, host-gw)")
+            raise RuntimeError(f"backend {self.backend!r} is not supported (vxlan, host-gw, udp)")
         under = self._underlay()
         self.device, self.ifindex, self.mac = self.cfg.iface, under.index, None
         self.mtu = under.mtu
@@ -283,6 +291,8 @@ class Agent(LeaseSync, MissAnswerer, RuleKeeper):
         self.lease, leases, revision = self.acquire_lease(config)
         if self.backend == "vxlan":
             self.configure_device(self.lease)
+        elif self.backend == "udp":
+            self.open_tun(self.lease)  # flannel0 and the port exist before subnet.env does
         self.setup_rules(self.lease)  # --ip-masq, and FORWARD from v0.9.1 on
         # flanneld's order: subnet.env as soon as the lease is held (docker waits for it),
         # then the other nodes' leases
@@ -293,6 +303,8 @@ class Agent(LeaseSync, MissAnswerer, RuleKeeper):
         threading.Thread(target=self.renew, daemon=True).start()
         if self.backend == "vxlan" and self.cfg.mode == "miss":
             self.serve_misses()
+        elif self.backend == "udp":
+            self.serve_tun()  # the data path: every packet between nodes passes here
         else:
             while True:
                 signal.pause()

@@ -30,12 +30,14 @@ class Lease:
 
     def to_json(self) -> str:
         """The release's lease value, byte for byte as Go's json.Marshal writes LeaseAttrs
-        (fields in struct order, no spaces; host-gw has no BackendData, omitted when empty).
-        v0.15 adds PublicIPv6 (null without IPv6) and vxlan's VNI (since v0.14)."""
+        (fields in struct order, no spaces; host-gw has no BackendData, omitted when empty;
+        udp sets neither BackendType nor BackendData: backend/udp's LeaseAttrs has only
+        PublicIP). v0.15 adds PublicIPv6 (null without IPv6) and vxlan's VNI (since v0.14)."""
         value: dict = {"PublicIP": self.public_ip}
         if self.form == "v0.15":
             value["PublicIPv6"] = None
-        value["BackendType"] = self.backend
+        if self.backend != "udp":
+            value["BackendType"] = self.backend
         if self.vtep_mac is not None:
             data = {"VNI": self.vni} if self.form == "v0.15" else {}
             value["BackendData"] = {**data, "VtepMAC": self.vtep_mac}
@@ -45,7 +47,7 @@ class Lease:
     def parse(cls, key: str, value: bytes | str) -> Lease:
         net, plen = key.rsplit("/", 1)[1].split("-")
         data = json.loads(value)
-        backend = data.get("BackendType", "vxlan")
+        backend = data.get("BackendType", "udp")  # only udp's leases name no backend
         mac = data["BackendData"]["VtepMAC"] if backend == "vxlan" else None
         try:  # from an int: parsing the text cost twice as much, for every lease event
             start = int.from_bytes(socket.inet_pton(socket.AF_INET, net), "big")

@@ -1,7 +1,7 @@
 """Keeping a node in step with the other nodes' leases: the entries each remote lease needs
 (vxlan: the FDB entry, and in static mode the neighbour and the onlink route; host-gw: the
-route via the node), from the initial listing, the watch, a periodic resync, and the
-renewal of the node's own lease."""
+route via the node; udp: an entry of the agent's own table), from the initial listing, the
+watch, a periodic resync, and the renewal of the node's own lease."""
 
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ class LeaseSync:
             log("lease-ignored", key=key, reason=f"backend {lease.backend}, not {self.backend}")
             return
         self.remote[key] = lease
+        if self.backend == "udp":  # an entry of the agent's own table: the kernel gets none
+            log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip)
+            self.proxy_route_set(lease)
+            return
         if self.backend == "host-gw":
             log("lease-seen", subnet=lease.subnet, public_ip=lease.public_ip)
             batch.gateway_route(str(lease.subnet), lease.public_ip, self.ifindex, PROTO_BOOT)
@@ -69,6 +73,9 @@ class LeaseSync:
         if lease is None:
             return
         log("lease-gone", subnet=lease.subnet, public_ip=lease.public_ip)
+        if self.backend == "udp":
+            self.proxy_route_del(lease)
+            return
         if self.backend == "host-gw":
             self._quietly(
                 lambda b: b.gateway_route(
@@ -177,6 +184,8 @@ class LeaseSync:
         self.lease, _, _ = self.acquire_lease(self.config)
         if self.backend == "vxlan":
             self.configure_device(self.lease)
+        elif self.backend == "udp":
+            self.configure_tun(self.lease)
         self.write_subnet_env(self.lease)
 
     def renew(self) -> None:
