@@ -30,7 +30,7 @@ from labnet.daemons import forking, workload
 from labnet.kernel import netns
 
 COMM = "labnet-launcher"
-LAB_MARK = "LABNET_LAB"  # in the environment of every container and server
+LAB_MARK = "LABNET_LAB"  # labnet.daemons.state.LAB_MARK (the launcher imports only the stdlib)
 PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 1 << 18
@@ -74,8 +74,7 @@ def _pid1(request: dict) -> int:
 def _child(request: dict, report: int) -> int:
     """In the fork: the namespaces, then (for a container) PID 1 forked into them."""
     forking.daemonize(request["log"], request["netns"], "labnet-serve", report)
-    # proof of ownership for `down`, which finds a container even when `up` died before
-    # recording it (a container's command may be any program: `sleep`, dnsmasq, ...)
+    # the lab's mark, also on a container whose command is any program (`sleep`, dnsmasq)
     os.environ[LAB_MARK] = request["lab"]
     if not request["container"]:
         os.write(report, str(os.getpid()).encode())

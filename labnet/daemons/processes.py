@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labnet.daemons.forking import daemonize, fork
-from labnet.daemons.state import ProcessRecord
+from labnet.daemons.state import LAB_MARK, ProcessRecord
 from labnet.errors import LabFailure
 from labnet.kernel import crashpoint, netns
 
@@ -141,10 +141,10 @@ def fork_many(children: list[Child]) -> Forking:
 LAUNCHER_WAIT = 20.0  # seconds; an interpreter's start, on a loaded 2-core machine
 
 
-def start_launcher(ns: str, sock: Path, log: Path) -> ProcessRecord:
+def start_launcher(ns: str, sock: Path, log: Path, lab: str) -> ProcessRecord:
     """The lab's container launcher (labnet.daemons.launcher), a fresh interpreter in `ns`."""
     root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root}
+    env = {**os.environ, "PYTHONPATH": root, LAB_MARK: lab}
     # -S: the standard library only (no site-packages), so the interpreter starts fast
     argv = [sys.executable, "-S", "-m", "labnet.daemons.launcher", str(sock)]
     return spawn("launcher", "launcher", ns, argv, log, env=env)

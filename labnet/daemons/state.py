@@ -53,6 +53,12 @@ class LabState:
         return cls(processes=procs, **data)
 
 
+# in the environment of every process a lab starts (etcd, the launcher, each container and
+# server): `down` knows them by it in the lab's namespaces, even when `up` died before it
+# recorded them, whatever their name
+LAB_MARK = "LABNET_LAB"
+
+
 def lab_dir(lab: str) -> Path:
     return STATE_ROOT / lab
 

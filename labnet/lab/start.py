@@ -25,7 +25,7 @@ WAIT_AGENTS = 20.0  # seconds; a slow machine under load still leases in well un
 def launcher(topo: Topology, st: state.LabState) -> state.ProcessRecord:
     ns = plan.netns_name(topo.name, "underlay")
     log = state.lab_dir(topo.name) / "launcher.log"
-    rec = processes.start_launcher(ns, state.launcher_socket(topo.name), log)
+    rec = processes.start_launcher(ns, state.launcher_socket(topo.name), log, topo.name)
     st.processes.append(rec)
     state.save(st)
     return rec
@@ -108,7 +108,7 @@ def etcd(topo: Topology, st: state.LabState, only: str | None = None) -> state.P
             exe, name if cluster else topo.name, address, data, cluster, not topo.etcd.binary, name
         )
         ns, log = plan.netns_name(topo.name, name), lab_dir / f"{name}.log"
-        env = os.environ | etcd_server.GO_ENV
+        env = os.environ | etcd_server.GO_ENV | {state.LAB_MARK: topo.name}
         rec = processes.spawn(name, "etcd", ns, argv, log, env=env, cwd=lab_dir)
         st.processes.append(rec)
         started.append(rec)

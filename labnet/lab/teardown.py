@@ -14,7 +14,6 @@ import shutil
 from dataclasses import dataclass, field
 
 from labnet.daemons import processes, state
-from labnet.daemons.launcher import LAB_MARK
 from labnet.errors import InputError, LabFailure
 from labnet.kernel import crashpoint, netns
 from labnet.kernel.realize import owner_of
@@ -59,11 +58,10 @@ def _comm(pid: int) -> str:
 
 
 def _marked(pid: int, lab: str) -> bool:
-    """Started by the lab's launcher: it puts the lab's name in each container's and
-    server's environment."""
+    """Started by the lab: etcd, the launcher and every container carry its mark."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            return f"{LAB_MARK}={lab}".encode() in f.read().split(b"\0")
+            return f"{state.LAB_MARK}={lab}".encode() in f.read().split(b"\0")
     except OSError:
         return False
 
