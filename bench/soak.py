@@ -3,7 +3,7 @@ nodes, its processes' memory and open files sampled every minute.
 
 Run as root:  .venv/bin/python bench/soak.py [--minutes 30] [--every 10] [--name LAB]
 Passes when no verify fails, no ping is lost beyond the first, and no process of the lab
-grows in private memory or open file descriptors by more than 5 % after the first minute.
+grows in anonymous memory (its heap) or open file descriptors by more than 5 % after the first minute.
 Prints a JSON summary; `--name` runs the topology under another lab name (so a soak can
 run beside the reference lab).
 """
@@ -39,42 +39,42 @@ def renamed(topology: Path, name: str, workdir: Path) -> Path:
     return path
 
 
-def private_kb(pid: int) -> int:
-    """The process's own memory (USS: private clean + dirty pages, in kB). Unlike PSS it
-    does not move when other processes start or stop sharing the same program's pages."""
-    total = 0
+def anon_kb(pid: int) -> int:
+    """The process's anonymous memory (heap, stacks: kB), where a leak grows. PSS and even
+    private memory move when other processes start or stop mapping the same program (a
+    second lab's etcd), anonymous memory does not."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    total += int(line.split()[1])
+                if line.startswith("Anonymous:"):
+                    return int(line.split()[1])
     except OSError:
         pass
-    return total
+    return 0
 
 
 def sample(st: state.LabState) -> dict[str, dict[str, int]]:
-    """Private memory (kB) and open file descriptors of every recorded process of the lab."""
+    """Anonymous memory (kB) and open file descriptors of every recorded process of the lab."""
     out = {}
     for rec in st.processes:
         if not processes.alive(rec):
-            out[rec.name] = {"private_kb": 0, "fds": 0, "dead": 1}
+            out[rec.name] = {"anon_kb": 0, "fds": 0, "dead": 1}
             continue
         try:
             fds = len(os.listdir(f"/proc/{rec.pid}/fd"))
         except OSError:
             fds = 0
-        out[rec.name] = {"private_kb": private_kb(rec.pid), "fds": fds}
+        out[rec.name] = {"anon_kb": anon_kb(rec.pid), "fds": fds}
     return out
 
 
 def growth(first: dict, last: dict) -> dict[str, dict[str, float]]:
-    """Relative growth of each process's private memory and fds from `first` to `last`."""
+    """Relative growth of each process's anonymous memory and fds from `first` to `last`."""
     out = {}
     for name, a in first.items():
-        b = last.get(name, {"private_kb": 0, "fds": 0})
+        b = last.get(name, {"anon_kb": 0, "fds": 0})
         out[name] = {
-            key: (b[key] - a[key]) / a[key] if a[key] else 0.0 for key in ("private_kb", "fds")
+            key: (b[key] - a[key]) / a[key] if a[key] else 0.0 for key in ("anon_kb", "fds")
         }
     return out
 
@@ -133,9 +133,7 @@ def soak(topology: Path, minutes: float, every: float) -> dict:
         next(s for at, s in samples if at >= 60) if len(samples) > 1 else samples[0]
     )
     grew = growth(after_first_minute, samples[-1][1])
-    worst = {
-        key: max((g[key] for g in grew.values()), default=0.0) for key in ("private_kb", "fds")
-    }
+    worst = {key: max((g[key] for g in grew.values()), default=0.0) for key in ("anon_kb", "fds")}
     return {
         "lab": lab,
         "minutes": minutes,
