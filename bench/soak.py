@@ -3,7 +3,8 @@ nodes, its processes' memory and open files sampled every minute.
 
 Run as root:  .venv/bin/python bench/soak.py [--minutes 30] [--every 10] [--name LAB]
 Passes when no verify fails, no ping is lost beyond the first, and no process of the lab
-grows in anonymous memory (its heap) or open file descriptors by more than 5 % after the first minute.
+grows in anonymous memory (its heap) or open file descriptors by more than 5 % after the
+first minute.
 Prints a JSON summary; `--name` runs the topology under another lab name (so a soak can
 run beside the reference lab).
 """
