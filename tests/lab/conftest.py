@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,3 +84,15 @@ def variant(tmp_path_factory, name: str, replacements: dict[str, str]) -> Path:
     path = tmp_path_factory.mktemp(name) / f"{name}.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def scratch() -> Iterator[str]:
+    """An empty namespace of the test's own, to load a golden rule set into and list it
+    with the same tools as a live node."""
+    name = f"labnet-golden-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -43,17 +42,6 @@ def nft_lab(root_required, tmp_path_factory) -> Iterator[str]:
     shutil.copy(TOPOLOGY.with_name("kube-proxy-nftables.walk.yaml"), where / f"{LAB}.walk.yaml")
     with fresh_lab(path):
         yield str(path)
-
-
-@pytest.fixture
-def scratch() -> Iterator[str]:
-    """An empty namespace of the test's own, to load the golden into."""
-    name = f"labnet-golden-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 def listed(netns: str) -> str:

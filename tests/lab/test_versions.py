@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -34,17 +33,6 @@ def today_lab(root_required, tmp_path_factory) -> Iterator[str]:
     path = variant(tmp_path_factory, "ver-today", today)
     with fresh_lab(path):
         yield "ver-today"
-
-
-@pytest.fixture
-def scratch() -> Iterator[str]:
-    """An empty namespace of the test's own, to load the goldens into."""
-    name = f"labnet-golden-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 def saved(netns: str) -> str:

@@ -228,20 +228,26 @@ class Agent(LeaseSync, MissAnswerer, RuleKeeper, UdpProxy):
         key = self.key(lease.key_name)
         return self.store.write(key, lease.to_json(), self.cfg.lease_ttl, create_only=not exists)
 
-    def configure_device(self, lease: Lease) -> None:
-        """flannel.1's address as the release sets it: <subnet>.0 with the network's prefix
-        (to v0.6: the kernel's own route covers the network), /32 and an explicit network
-        route (v0.7-v0.8), or /32 alone (v0.9+: a route per lease)."""
-        style = self.release.address
-        plen = self.network.prefixlen if style == "network" else 32
-        want = (lease.gateway, plen)
+    def address_batch(self, address: str, plen: int) -> netlink.Batch:
+        """A batch that leaves the device `address/plen` and no other address (the old one
+        goes when a new lease replaces it)."""
+        want = (address, plen)
         have = query.addresses(None, self.ifindex)
         batch = netlink.Batch(None)
         for addr, prefixlen in have:
             if (addr, prefixlen) != want:
                 batch.address(self.ifindex, self.device, f"{addr}/{prefixlen}", delete=True)
         if want not in have:
-            batch.address(self.ifindex, self.device, f"{lease.gateway}/{plen}")
+            batch.address(self.ifindex, self.device, f"{address}/{plen}")
+        return batch
+
+    def configure_device(self, lease: Lease) -> None:
+        """flannel.1's address as the release sets it: <subnet>.0 with the network's prefix
+        (to v0.6: the kernel's own route covers the network), /32 and an explicit network
+        route (v0.7-v0.8), or /32 alone (v0.9+: a route per lease)."""
+        style = self.release.address
+        plen = self.network.prefixlen if style == "network" else 32
+        batch = self.address_batch(lease.gateway, plen)
         if self.cfg.mode == "miss":
             # L3 misses come from app_solicit (the l3miss flag is not what flannel used)
             with open(f"/proc/sys/net/ipv4/neigh/{self.device}/app_solicit", "w") as f:

@@ -28,7 +28,7 @@ from ipaddress import IPv4Network
 
 from labnet.daemons.flannel.lease import Lease, log
 from labnet.daemons.flannel.sync import PROTO_BOOT
-from labnet.kernel import netlink, query
+from labnet.kernel import query
 from labnet.model.versions import UDP_NETWORK_PREFIX
 
 DEFAULT_PORT = 8285
@@ -141,14 +141,7 @@ class UdpProxy:
         """configureIface: the address (the old one goes when a new lease replaces it), the
         MTU, up, and from v0.11 the route to the network."""
         plen = tun_prefix(self.release.version, self.network)
-        want = (lease.gateway, plen)
-        have = query.addresses(None, self.ifindex)
-        batch = netlink.Batch(None)
-        for addr, prefixlen in have:
-            if (addr, prefixlen) != want:
-                batch.address(self.ifindex, self.device, f"{addr}/{prefixlen}", delete=True)
-        if want not in have:
-            batch.address(self.ifindex, self.device, f"{lease.gateway}/{plen}")
+        batch = self.address_batch(lease.gateway, plen)
         batch.link_mtu(self.ifindex, self.device, self.mtu)
         batch.link_up(self.ifindex, self.device)
         if plen == 32:
