@@ -26,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from labnet.bench.run import smaps_kb  # noqa: E402
 from labnet.daemons import processes, state  # noqa: E402
 from labnet.lab import build, lookup, teardown  # noqa: E402
 from labnet.probe import verify as verifier  # noqa: E402
@@ -44,14 +45,7 @@ def anon_kb(pid: int) -> int:
     """The process's anonymous memory (heap, stacks: kB), where a leak grows. PSS and even
     private memory move when other processes start or stop mapping the same program (a
     second lab's etcd), anonymous memory does not."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Anonymous:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return smaps_kb(pid, "Anonymous")
 
 
 def sample(st: state.LabState) -> dict[str, dict[str, int]]:

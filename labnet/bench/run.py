@@ -146,15 +146,20 @@ def run_labnet(case: Case) -> dict[str, float]:
     return {"up": up, "down": _time(lambda: teardown.down(result.lab))}
 
 
-def pss_kb(pid: int) -> int:
+def smaps_kb(pid: int, field: str) -> int:
+    """One field of /proc/PID/smaps_rollup (Pss, Anonymous, ...), in kB; 0 when gone."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("Pss:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def pss_kb(pid: int) -> int:
+    return smaps_kb(pid, "Pss")
 
 
 def lab_pids(st: state.LabState) -> set[int]:

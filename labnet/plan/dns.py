@@ -94,6 +94,6 @@ def resolv_confs(topo: Topology) -> dict[str, str]:
         )
     if upstream:
         outside = f"nameserver {upstream}\n"
-        for name in [n.name for n in topo.nodes] + dns_pods(topo):
+        for name in [n.name for n in topo.nodes] + list(svc.endpoints):
             out[netns_name(topo.name, name)] = outside
     return out

@@ -212,6 +212,12 @@ NODEPORTS_LAST = (
     '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in '
     'this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'
 )
+# the nat table's jumps from built-in chains: the same in every release
+NAT_JUMPS = (
+    f"OUTPUT 1 {PORTALS}",
+    f"PREROUTING 1 {PORTALS}",
+    f"POSTROUTING 1 {POSTROUTING}",
+)
 NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
 
 
@@ -228,11 +234,7 @@ def _v15(services: tuple[Service, ...], pod_ips: dict[str, str]) -> Tables:
         for port in svc.ports:
             _v15_port(t, svc, port, _sorted_ips([pod_ips[e] for e in svc.endpoints], port))
     _add(t.nat, "KUBE-SERVICES", NODEPORTS_LAST)
-    t.jumps["nat"] = [
-        f"OUTPUT 1 {PORTALS}",
-        f"PREROUTING 1 {PORTALS}",
-        f"POSTROUTING 1 {POSTROUTING}",
-    ]
+    t.jumps["nat"] = list(NAT_JUMPS)
     t.jumps["filter"] = [f"OUTPUT 1 {PORTALS}"]
     return t
 
@@ -296,11 +298,7 @@ def _today(services: tuple[Service, ...], pod_ips: dict[str, str], cluster_cidr:
         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     ):
         _add(t.filter, "KUBE-FORWARD", rule)
-    t.jumps["nat"] = [
-        f"OUTPUT 1 {PORTALS}",
-        f"PREROUTING 1 {PORTALS}",
-        f"POSTROUTING 1 {POSTROUTING}",
-    ]
+    t.jumps["nat"] = list(NAT_JUMPS)
     t.jumps["filter"] = list(_FILTER_JUMPS)
     return t
 

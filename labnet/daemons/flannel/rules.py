@@ -48,7 +48,7 @@ def _saved() -> set[tuple]:
     """Every rule of the namespace, from one iptables-save (one process, whatever the
     number of rules: fifty agents check theirs every 5 s)."""
     out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    return {(r.table, r.chain, tuple(sorted(r.spec))) for r in parse(out)}
+    return {_key(r.table, r.chain, r.spec) for r in parse(out)}
 
 
 class RuleKeeper:
