@@ -124,9 +124,8 @@ def soak(topology: Path, minutes: float, every: float) -> dict:
         if ping is not None:
             ping.kill()
         teardown.down(lab)
-    after_first_minute = (
-        next(s for at, s in samples if at >= 60) if len(samples) > 1 else samples[0]
-    )
+    # the first sample after the first minute (a shorter run: its first sample)
+    after_first_minute = next((s for at, s in samples if at >= 60), samples[0][1])
     grew = growth(after_first_minute, samples[-1][1])
     worst = {key: max((g[key] for g in grew.values()), default=0.0) for key in ("anon_kb", "fds")}
     return {
