@@ -25,6 +25,19 @@ def _sleep() -> int:
     return 0
 
 
+def _settled(check, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 def test_children_run_in_their_namespaces_and_the_forker_is_reaped(root_required, tmp_path):
     names = [f"labnet-fork-{os.getpid()}-{i}" for i in range(3)]
     made, records = [], []
@@ -41,8 +54,9 @@ def test_children_run_in_their_namespaces_and_the_forker_is_reaped(root_required
         assert [(r.name, r.netns) for r in records] == [(c.name, c.ns) for c in children]
         for rec in records:
             assert processes.alive(rec)
-            assert netns.pids_inside(rec.netns) == [rec.pid]
-            assert Path(f"/proc/{rec.pid}/comm").read_text().strip() == rec.argv[0]
+            # a child's pid is reported at fork, before it enters its namespace and renames
+            assert _settled(lambda r=rec: netns.pids_inside(r.netns) == [r.pid])
+            assert _settled(lambda r=rec: _comm(r.pid) == r.argv[0])
         with pytest.raises(ChildProcessError):  # the forker was waited for, not left a zombie
             os.waitpid(forking.pid, os.WNOHANG)
     finally:
