@@ -237,6 +237,14 @@ def link_mtu(index: int, mtu: int) -> bytes:
     return encode(msg)
 
 
+def link_address(index: int, mac: str) -> bytes:
+    """`ip link set IFNAME address MAC` (Calico's ee:ee:ee:ee:ee:ee on each cali veth)."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = [("IFLA_ADDRESS", mac)]
+    return encode(msg)
+
+
 def device_route(dst: str, oif: int, proto: int) -> bytes:
     """`ip route replace DST dev DEV` (scope link): flannel v0.7-v0.8's network route on
     flannel.1 (made once a node: not worth a template)."""

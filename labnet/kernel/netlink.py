@@ -147,6 +147,11 @@ class Batch:
         """`ip link set IFNAME mtu MTU`."""
         self._add(f"set {ifname} mtu {mtu}", msgs.link_mtu(index, mtu), RTM_NEWLINK, CHANGE)
 
+    def link_address(self, index: int, ifname: str, mac: str) -> None:
+        """`ip link set IFNAME address MAC`."""
+        data = msgs.link_address(index, mac)
+        self._add(f"set {ifname} address {mac}", data, RTM_NEWLINK, CHANGE)
+
     def bridge(self, ifname: str, index: int, mtu: int) -> None:
         self._add(f"add bridge {ifname}", msgs.bridge(ifname, index, mtu), RTM_NEWLINK, CREATE)
 

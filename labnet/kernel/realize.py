@@ -66,10 +66,11 @@ def owner_of(ns: str) -> str | None:
     return alias[len(OWNER_MARK) :] if alias and alias.startswith(OWNER_MARK) else None
 
 
-def apply_sysctls(steps: Steps) -> None:
-    """The steps' sysctls, one entry into each namespace for all of its own."""
+def apply_sysctls(steps: Steps, of_links: bool = False) -> None:
+    """The steps' sysctls (or those of the links they make), one entry into each namespace
+    for all of its own."""
     by_ns: dict[str, list[tuple[str, str]]] = {}
-    for s in steps.sysctls:
+    for s in steps.link_sysctls if of_links else steps.sysctls:
         by_ns.setdefault(s.netns, []).append((s.key, s.value))
     for ns, items in by_ns.items():
         with netns.entered(ns):
@@ -92,7 +93,10 @@ def apply(kernel: Kernel, steps: Steps) -> None:
         batch.veth(v.ifname, v.index, v.mtu, master, v.peer_ifname, v.peer_index, v.peer_netns)
         if v.hairpin:
             batch.hairpin(v.index, v.ifname)
+        if v.mac:
+            batch.link_address(v.index, v.ifname, v.mac)
     _send(links)
+    apply_sysctls(steps, of_links=True)
     config: dict[str, netlink.Batch] = {}
     for v in steps.veths:
         if v.peer_mtu is not None:
@@ -102,7 +106,10 @@ def apply(kernel: Kernel, steps: Steps) -> None:
         _batch(config, a.netns).address(kernel.index(a.netns, a.ifname), a.ifname, a.cidr)
     for r in steps.routes:
         oif = kernel.index(r.netns, r.ifname)
-        _batch(config, r.netns).route(r.dst, r.gateway, oif, r.ifname, PROTO_BOOT)
+        if r.gateway:
+            _batch(config, r.netns).route(r.dst, r.gateway, oif, r.ifname, PROTO_BOOT)
+        else:
+            _batch(config, r.netns).device_route(r.dst, oif, PROTO_BOOT)
     _send(config)
 
 

@@ -1,5 +1,6 @@
 """`up`: build a lab from its topology, in the order a real cluster comes up (etcd, the flannel
-config, the agents' leases, then docker0 and the pods from subnet.env, then the rules)."""
+config, the agents' leases, then docker0 and the pods from subnet.env, then the rules; with
+Calico: etcd, each node's BIRD, the pods' veths and routes, then the routes BGP brings)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from labnet import model, plan
-from labnet.daemons import etcd_client, processes, state
+from labnet.daemons import bird, etcd_client, processes, state
 from labnet.errors import LabFailure
 from labnet.kernel import crashpoint, netns, query
 from labnet.kernel.realize import Kernel, RuleLoad, apply, create_namespace
@@ -77,7 +78,7 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         progress("etcd on the underlay")
         rest = _underlay_first(kernel, topo, lab_plan, st)
         start.launcher(topo, st)  # its interpreter starts while etcd's does
-        flannel = _Flannel(topo, lab_plan, st, start.etcd(topo, st), workloads, progress)
+        flannel = _Network(topo, lab_plan, st, start.etcd(topo, st), workloads, progress)
         progress(f"namespaces and underlay ({len(lab_plan.namespaces)} namespaces)")
         _create_namespaces(topo, rest, st)
         _resolv_confs(lab_plan, st)
@@ -86,9 +87,7 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
             _pinned_pods(kernel, topo, lab_plan, flannel, progress)
         finally:
             flannel.record()  # also when the build failed: teardown stops them
-        progress("waiting for leases (subnet.env)")
-        envs = _wait_subnet_env(topo, st)
-        built = [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
+        built = _node_pods(kernel, topo, lab_plan, st, progress)
         pod_ips = {pod: ip for b in built for pod, ip in b.pods.items()}
         st.addresses = {**_host_addresses(topo), **pod_ips}
         progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
@@ -96,7 +95,7 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
             [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
         )
         try:  # the iptables-restores run on the other core while the FDB is read back
-            progress("waiting for FDB entries and listeners")
+            progress("waiting for " + ("BGP routes" if topo.calico else "FDB entries"))
             flannel.record_workloads()
             _wait_fdb(kernel, topo, st)
         finally:
@@ -133,7 +132,7 @@ def _underlay_first(
 
 
 def _pinned_pods(
-    kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, flannel: _Flannel, progress: Progress
+    kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, flannel: _Network, progress: Progress
 ) -> None:
     """docker0 and the pods of nodes whose subnet is pinned, in parts, starting flannel as
     soon as etcd answers: a small lab's pods are built while etcd is still starting."""
@@ -148,9 +147,10 @@ def _pinned_pods(
         flannel.start()
 
 
-class _Flannel:
+class _Network:
     """Once etcd answers: flannel's config first, as in the article, then the agents (they
-    lease while the pods are made), then the containers and servers."""
+    lease while the pods are made), then the containers and servers. With Calico: each
+    node's BIRD (the underlay is up), then the containers and servers."""
 
     def __init__(
         self,
@@ -165,6 +165,7 @@ class _Flannel:
         self.etcd_rec = etcd_rec
         self.etcd = etcd_client.Etcd(state.lab_dir(topo.name))
         self.forking: list[processes.Forking] = []
+        self.birds: list[state.ProcessRecord] = []
         # the workloads need only their namespace to listen; the launcher forks them meanwhile
         self.launching = start.Background(lambda: start.workloads(topo, workloads, st))
 
@@ -174,6 +175,9 @@ class _Flannel:
 
     def start(self, answered: bool = False) -> None:
         """`answered`: etcd has just answered a probe, and is not asked again."""
+        if self.topo.calico:
+            self.start_birds()
+            return
         self.progress("etcd ready: flannel config, agents, containers and servers")
         try:
             if not answered:
@@ -188,9 +192,18 @@ class _Flannel:
         self.forking.append(start.agents(self.topo, self.lab_plan))
         self.launching.start()  # after the agents' fork: a fork copies only the calling thread
 
+    def start_birds(self) -> None:
+        self.progress("BIRD in each node, containers and servers")
+        bird.prepare_run_dir(self.st)
+        for d in (d for d in self.lab_plan.daemons if d.kind == "bird"):
+            self.birds.append(bird.start(self.topo.name, d))
+            crashpoint.step(f"started {d.name}")
+        self.launching.start()
+
     def record(self) -> None:
         """The agents' records, once they are all forked."""
         self.etcd.close()
+        self.st.processes.extend(self.birds)
         for forking in self.forking:
             self.st.processes.extend(forking.finish())
         state.save(self.st)
@@ -293,6 +306,32 @@ def _wait_subnet_env(topo: Topology, st: state.LabState) -> dict[str, dict[str, 
     return envs
 
 
+def _node_pods(
+    kernel: Kernel, topo: Topology, lab_plan: plan.LabPlan, st: state.LabState, progress: Progress
+) -> list[plan.NodePods]:
+    """flannel: docker0 and the pods of each node, as subnet.env says; Calico: the blocks are
+    pinned, and the pods were built with the nodes."""
+    if topo.calico:
+        mtu = topo.flannel_mtu
+        return [_record_node(topo, n, lab_plan.nodes[n.name], mtu, st) for n in topo.nodes]
+    progress("waiting for leases (subnet.env)")
+    envs = _wait_subnet_env(topo, st)
+    return [_docker_and_pods(kernel, topo, lab_plan, n, envs[n.name], st) for n in topo.nodes]
+
+
+def _record_node(
+    topo: Topology, node: model.Node, node_pods: plan.NodePods, mtu: int, st: state.LabState
+) -> plan.NodePods:
+    st.nodes[node.name] = {  # what status, exec and the tests read
+        "netns": plan.netns_name(topo.name, node.name),
+        "subnet": node_pods.subnet,
+        "public_ip": str(node.address),
+        "pods": node_pods.pods,
+        "mtu": mtu,
+    }
+    return node_pods
+
+
 def _docker_and_pods(
     kernel: Kernel,
     topo: Topology,
@@ -312,24 +351,18 @@ def _docker_and_pods(
             f"{node.name}: subnet.env says {env['FLANNEL_SUBNET']} mtu {env['FLANNEL_MTU']}, "
             f"docker0 was built for {planned.subnet} mtu {topo.flannel_mtu}"
         )
-    st.nodes[node.name] = {  # what status, exec and the tests read
-        "netns": plan.netns_name(topo.name, node.name),
-        "subnet": node_pods.subnet,
-        "public_ip": str(node.address),
-        "pods": node_pods.pods,
-        "mtu": int(env["FLANNEL_MTU"]),
-    }
-    return node_pods
+    return _record_node(topo, node, node_pods, int(env["FLANNEL_MTU"]), st)
 
 
 def _remote_entries(kernel: Kernel, topo: Topology, node: model.Node) -> int:
-    """vxlan: FDB entries on flannel.1 (a remote VTEP each); host-gw: routes via another
-    node's address; udp: entries of the agent's own table, which only its log shows."""
+    """vxlan: FDB entries on flannel.1 (a remote VTEP each); host-gw and Calico: routes via
+    another node's address; udp: entries of the agent's own table, which only its log shows."""
     ns = plan.netns_name(topo.name, node.name)
-    if topo.flannel.backend == "udp":
+    backend = topo.flannel.backend if topo.flannel else "bgp"
+    if backend == "udp":
         log = state.node_dir(topo.name, node.name) / "flanneld.log"
         return log.read_text().count(" udp-route-added ") if log.exists() else 0
-    if topo.flannel.vxlan:
+    if backend == "vxlan":
         entries = query.fdb_entries(ns, kernel.index(ns, topo.flannel.device))
         return sum(1 for _, dst in entries if dst)
     others = {str(n.address) for n in topo.nodes if n is not node}
@@ -347,8 +380,9 @@ def _wait_fdb(kernel: Kernel, topo: Topology, st: state.LabState) -> None:
             if _remote_entries(kernel, topo, node) >= want:
                 pending.remove(node)
         if pending and time.monotonic() > deadline:
+            backend = topo.flannel.backend if topo.flannel else "bgp"
             what = {"vxlan": "FDB entries", "udp": "udp proxy entries"}.get(
-                topo.flannel.backend, "routes to other nodes"
+                backend, "routes to other nodes (from BGP)"
             )
             late = ", ".join(n.name for n in pending)
             raise LabFailure(

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from labnet import plan
-from labnet.daemons import processes, state
+from labnet.daemons import bird, processes, state
 from labnet.errors import InputError, LabFailure
 
 
@@ -94,10 +94,12 @@ def find(name: str, lab: str | None = None) -> Place:
 
 
 def exec_argv(place: Place, argv: list[str]) -> list[str]:
-    """An argument vector, never a shell string: names and arguments are passed as they are."""
+    """An argument vector, never a shell string: names and arguments are passed as they are.
+    In a node running BIRD, its own directory is at /run/bird (labnet.daemons.bird)."""
     if place.pid is not None:
         return ["nsenter", "-t", str(place.pid), "-n", "-p", "-m", "-u", "--", *argv]
-    return ["ip", "netns", "exec", place.netns, *argv]
+    inside = bird.exec_prefix(place.lab, place.name) if place.role == "node" else []
+    return ["ip", "netns", "exec", place.netns, *inside, *argv]
 
 
 def flannel_macs(st: state.LabState) -> dict[str, str]:
@@ -136,6 +138,8 @@ def address_of(st: state.LabState, name: str) -> str:
 def log_path(place: Place) -> Path:
     if place.role == "etcd":
         return state.lab_dir(place.lab) / f"{place.name}.log"
+    if place.role == "node" and bird.directory(place.lab, place.name).is_dir():
+        return bird.log(place.lab, place.name)
     if place.role == "node":
         return state.node_dir(place.lab, place.name) / "flanneld.log"
     if place.role == "container":

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 
 from labnet import model, plan
+from labnet.daemons import bird, processes, state
 from labnet.daemons import etcd as etcd_server
-from labnet.daemons import processes, state
 from labnet.errors import InputError
 from labnet.kernel import crashpoint
 from labnet.lab import preflight
@@ -170,7 +170,8 @@ def _agent(topo: Topology, d: plan.Daemon, flannel) -> processes.Child:
 
 
 def restart(lab_name: str, name: str) -> state.ProcessRecord:
-    """Start a lab's daemon again (etcd, flanneld-NODE, POD/CONTAINER), as after a crash."""
+    """Start a lab's daemon again (etcd, flanneld-NODE, bird-NODE, POD/CONTAINER), as after a
+    crash."""
     preflight.require_root()
     with state.locked(lab_name):
         st = load_state(lab_name)
@@ -189,6 +190,8 @@ def restart(lab_name: str, name: str) -> state.ProcessRecord:
             etcd(topo, st, only=name)
         elif daemon.kind == "flannel":
             st.processes.extend(agents(topo, lab_plan, only=name).finish())
+        elif daemon.kind == "bird":
+            st.processes.append(bird.start(topo.name, daemon))
         else:
             st.processes.extend(workloads(topo, [daemon], st))
         state.save(st)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 
-from labnet.daemons import processes, state
+from labnet.daemons import bird, processes, state
 from labnet.errors import InputError, LabFailure
 from labnet.kernel import crashpoint, netns
 from labnet.kernel.realize import owner_of
@@ -103,7 +103,10 @@ def teardown(st: state.LabState) -> DownReport:
     report.processes = processes.stop(st.processes)
     report.processes += processes.stop(_strays(st, report))
     _remove_namespaces(st, report)
-    netns.remove_etc(st.files if st.topology else _etc_entries(report.namespaces))
+    files = st.files if st.topology else _etc_entries(report.namespaces)
+    if bird.others_use_run_dir(st.lab):  # /run/bird stays while another lab's birdc needs it
+        files = [f for f in files if f != bird.RUN_BIRD]
+    netns.remove_etc(files)
     crashpoint.step("resolv.conf files removed")
     shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
     crashpoint.step("lab directory removed")

@@ -9,9 +9,12 @@ from pathlib import Path
 
 from . import checks, schema, source
 from .topology import (
+    CALICO_GATEWAY,
+    CALICO_MAC,
     ETCD_CLIENT_PORT,
     FLANNEL_PREFIX,
     VXLAN_OVERHEAD,
+    Calico,
     Check,
     Container,
     Etcd,
@@ -28,9 +31,12 @@ from .topology import (
 )
 
 __all__ = [
+    "CALICO_GATEWAY",
+    "CALICO_MAC",
     "ETCD_CLIENT_PORT",
     "FLANNEL_PREFIX",
     "VXLAN_OVERHEAD",
+    "Calico",
     "Check",
     "Container",
     "Etcd",

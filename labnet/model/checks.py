@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
+from .podnet import PodNetwork, build_calico, pod_network
 from .services import build_checks, build_dns, build_services
 from .source import Locator, dotted
 from .topology import (
@@ -141,7 +142,7 @@ def _host_in(net: IPv4Network, addr: IPv4Address, loc: Locator, path: tuple, wha
 def _build_nodes(
     data: dict,
     underlay: Underlay,
-    flannel: Flannel,
+    pods_net: PodNetwork,
     loc: Locator,
     used: dict[IPv4Address, tuple],
     bridge: str,
@@ -158,15 +159,19 @@ def _build_nodes(
             raise loc.error(path + ("address",), f"{addr} is already used at {dotted(used[addr])}")
         used[addr] = path + ("address",)
         subnet = None
+        if "subnet" not in raw and pods_net.pinned:
+            raise loc.error(
+                path,
+                f"node {raw['name']!r} has no block",
+                f"give each node its block of {pods_net.what}: subnet: <a /{pods_net.prefixlen}>",
+            )
         if "subnet" in raw:
             subnet = IPv4Network(raw["subnet"])
             spath = path + ("subnet",)
-            if not subnet.subnet_of(flannel.network):
-                raise loc.error(spath, f"{subnet} is outside the flannel network {flannel.network}")
-            if subnet.prefixlen != flannel.subnet_len:
-                raise loc.error(
-                    spath, f"{subnet} is not a /{flannel.subnet_len} (flannel subnet_len)"
-                )
+            if not subnet.subnet_of(pods_net.network):
+                raise loc.error(spath, f"{subnet} is outside {pods_net.what} {pods_net.network}")
+            if subnet.prefixlen != pods_net.prefixlen:
+                raise loc.error(spath, f"{subnet} is not a /{pods_net.prefixlen} ({pods_net.unit})")
             for other, opath in subnets.items():
                 if subnet.overlaps(other):
                     raise loc.error(spath, f"{subnet} overlaps {other} of {dotted(opath)}")
@@ -177,7 +182,7 @@ def _build_nodes(
     return tuple(nodes)
 
 
-def _build_pods(data: dict, nodes: tuple[Node, ...], loc: Locator) -> tuple[Pod, ...]:
+def _build_pods(data: dict, nodes: tuple[Node, ...], loc: Locator, calico: bool) -> tuple[Pod, ...]:
     by_name = {n.name: n for n in nodes}
     pods, addrs = [], {}
     for i, raw in enumerate(data.get("pods", [])):
@@ -199,8 +204,12 @@ def _build_pods(data: dict, nodes: tuple[Node, ...], loc: Locator) -> tuple[Pod,
                     f"pod address given but node {node.name!r} has no pinned subnet",
                     "pin the node's subnet, or leave the pod address out",
                 )
-            _host_in(node.subnet, addr, loc, apath, f"node {node.name}'s subnet")
-            if int(addr) - int(node.subnet.network_address) < 2:
+            if calico:  # a pod's /32: any address of the block, as Calico's IPAM hands out
+                if addr not in node.subnet:
+                    raise loc.error(apath, f"{addr} is outside node {node.name}'s block")
+            else:
+                _host_in(node.subnet, addr, loc, apath, f"node {node.name}'s subnet")
+            if not calico and int(addr) - int(node.subnet.network_address) < 2:
                 raise loc.error(apath, f"{addr} is taken by flannel.1 (.0) or {node.bridge} (.1)")
             if addr in addrs:
                 raise loc.error(apath, f"{addr} is already used at {dotted(addrs[addr])}")
@@ -290,11 +299,13 @@ def build(data: dict, loc: Locator) -> Topology:
         raw_ul.get("link_mtu"),
     )
     versions = _build_versions(data, loc)
-    flannel = _build_flannel(data.get("flannel", {}), loc, versions)
-    if underlay.subnet.overlaps(flannel.network):
+    calico = build_calico(data, loc)
+    flannel = None if calico else _build_flannel(data.get("flannel", {}), loc, versions)
+    pods_net = pod_network(flannel, calico)
+    if underlay.subnet.overlaps(pods_net.network):
         raise loc.error(
             ("underlay", "subnet"),
-            f"{underlay.subnet} overlaps the flannel network {flannel.network}",
+            f"{underlay.subnet} overlaps {pods_net.what} {pods_net.network}",
         )
     _check_unique_names(data, loc)
     raw_etcd = data.get("etcd", {})
@@ -307,12 +318,11 @@ def build(data: dict, loc: Locator) -> Topology:
     for i in range(members):
         _host_in(underlay.subnet, etcd_addr + i, loc, ("etcd", "address"), "the underlay subnet")
         used[etcd_addr + i] = ("etcd", "address")
-    nodes = _build_nodes(data, underlay, flannel, loc, used, versions.docker.bridge)
-    pods = _build_pods(data, nodes, loc)
-    etcd = Etcd(
-        etcd_addr, raw_etcd.get("binary"), raw_etcd.get("api", versions.flannel.etcd_api), members
-    )
-    networks = [(flannel.network, "the flannel network"), (underlay.subnet, "the underlay")]
+    nodes = _build_nodes(data, underlay, pods_net, loc, used, versions.docker.bridge)
+    pods = _build_pods(data, nodes, loc, calico is not None)
+    api = "v3" if calico else versions.flannel.etcd_api  # Calico's etcd datastore is v3
+    etcd = Etcd(etcd_addr, raw_etcd.get("binary"), raw_etcd.get("api", api), members)
+    networks = [(pods_net.network, pods_net.what), (underlay.subnet, "the underlay")]
     external = _build_external(data, underlay, networks, loc, used)
     if external:
         networks.append((external.subnet, "the external subnet"))
@@ -334,4 +344,5 @@ def build(data: dict, loc: Locator) -> Topology:
         dns,
         data.get("description", ""),
         _kube_proxy_mode(data, loc, versions),
+        calico,
     )

@@ -93,6 +93,30 @@ class Flannel:
         )
 
 
+CALICO_GATEWAY = "169.254.1.1"  # every pod's default gateway, answered by proxy ARP
+CALICO_MAC = "ee:ee:ee:ee:ee:ee"  # the MAC Calico's CNI plugin gives each cali<hash> veth
+
+
+@dataclass(frozen=True)
+class Calico:
+    """Calico's BGP networking: each node owns a block of the pool, its pods' veths end in
+    the node with a /32 route each, and the node's BIRD announces the block to its peers."""
+
+    pool: IPv4Network
+    block_size: int
+    asn: int
+    route_reflectors: tuple[str, ...]  # empty: the full node-to-node mesh
+
+    @property
+    def summary(self) -> str:
+        peering = (
+            f"route reflector {', '.join(self.route_reflectors)}"
+            if self.route_reflectors
+            else "node-to-node mesh"
+        )
+        return f"Calico-style BGP (BIRD 2, AS {self.asn}, {peering})"
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -206,7 +230,7 @@ class Topology:
     source: str
     underlay: Underlay
     etcd: Etcd
-    flannel: Flannel
+    flannel: Flannel | None  # None: Calico's routing instead (calico)
     nodes: tuple[Node, ...]
     pods: tuple[Pod, ...] = field(default_factory=tuple)
     external: External | None = None
@@ -216,6 +240,27 @@ class Topology:
     dns: ClusterDNS | None = None
     description: str = ""  # what the lab teaches (`inv labs`)
     kube_proxy_mode: str = "iptables"  # or "nftables": the `ip kube-proxy` table (v1.29+)
+    calico: Calico | None = None
+
+    @property
+    def pod_network(self) -> IPv4Network:
+        """Where pod addresses come from: flannel's network, or Calico's IP pool."""
+        return self.calico.pool if self.calico else self.flannel.network
+
+    @property
+    def network_summary(self) -> str:
+        """`flannel 172.16.0.0/16 vxlan, miss mode`, or Calico's BGP and its pool."""
+        if self.calico:
+            return f"{self.calico.summary}, pool {self.calico.pool}"
+        return f"flannel {self.flannel.network} {self.flannel.summary}"
+
+    @property
+    def releases(self) -> str:
+        """The releases the lab runs: flannel's, docker's, kube-proxy's and etcd's API; with
+        Calico, BIRD's (Debian's bird2) and kube-proxy's."""
+        if self.calico:
+            return f"BIRD 2 (bird2), no docker, kube-proxy {self.versions.kube_proxy.tag}"
+        return self.versions.summary
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -229,5 +274,7 @@ class Topology:
     @property
     def flannel_mtu(self) -> int:
         """FLANNEL_MTU: the underlay's, less the envelope (vxlan's, or udp's) when there is one."""
+        if self.flannel is None:  # Calico without encapsulation: the underlay's own
+            return self.underlay.mtu
         overhead = {"vxlan": VXLAN_OVERHEAD, "udp": UDP_OVERHEAD}.get(self.flannel.backend, 0)
         return self.underlay.mtu - overhead

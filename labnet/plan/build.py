@@ -15,7 +15,8 @@ import json
 from ipaddress import IPv4Address, IPv4Network
 
 from ..model import ETCD_CLIENT_PORT, Node, Topology
-from . import dns
+from . import bird, dns
+from .calico import plan_calico_pods
 from .objects import (
     ETH0_INDEX,
     EXTERNAL_BRIDGE,
@@ -142,9 +143,8 @@ def _external(topo: Topology, steps: Steps) -> None:
 
 
 def _daemons(topo: Topology) -> list[Daemon]:
-    lab, fl = topo.name, topo.flannel
+    lab = topo.name
     urls = [f"http://{a}:{ETCD_CLIENT_PORT}" for a in topo.etcd.member_addresses]
-    endpoint = ",".join(urls)  # agents fail over from one member to the next
     out = [
         Daemon(
             m,
@@ -154,6 +154,13 @@ def _daemons(topo: Topology) -> list[Daemon]:
         )
         for m, url in zip(topo.etcd.member_names, urls, strict=True)
     ]
+    out += bird.daemons(topo) if topo.calico else _flannel_agents(topo, ",".join(urls))
+    return out + _workloads(topo)
+
+
+def _flannel_agents(topo: Topology, endpoint: str) -> list[Daemon]:
+    """One agent a node; `endpoint` lists etcd's members (agents fail over between them)."""
+    lab, fl, out = topo.name, topo.flannel, []
     for n in topo.nodes:
         settings = (
             ("etcd", endpoint),
@@ -170,6 +177,11 @@ def _daemons(topo: Topology) -> list[Daemon]:
             ("release", topo.versions.flannel.version),
         )
         out.append(Daemon(f"flanneld-{n.name}", "flannel", netns_name(lab, n.name), settings))
+    return out
+
+
+def _workloads(topo: Topology) -> list[Daemon]:
+    lab, out = topo.name, []
     for p in topo.pods:
         for c in p.containers:
             settings = (
@@ -200,7 +212,10 @@ def pod_addresses(topo: Topology, node: Node, subnet: IPv4Network) -> dict[str, 
 
 
 def plan_node_pods(topo: Topology, node: Node, subnet: IPv4Network, mtu: int) -> NodePods:
-    """docker0 with --bip=<subnet .1> --mtu=<FLANNEL_MTU>, and one veth per pod into it."""
+    """docker0 with --bip=<subnet .1> --mtu=<FLANNEL_MTU>, and one veth per pod into it;
+    with Calico, a cali veth and a /32 route per pod (labnet.plan.calico)."""
+    if topo.calico:
+        return plan_calico_pods(topo, node, subnet)
     lab = topo.name
     node_ns = netns_name(lab, node.name)
     gateway = IPv4Address(int(subnet.network_address) + 1)

@@ -59,6 +59,7 @@ class Veth:
     peer_index: int
     hairpin: bool = False
     peer_mtu: int | None = None  # when the peer's MTU differs from this end's
+    mac: str | None = None  # this end's MAC, when it is chosen (Calico's cali veths)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Address:
 class Route:
     netns: str
     dst: str
-    gateway: str
+    gateway: str  # "": a route on the link itself (scope link)
     ifname: str
 
 
@@ -111,6 +112,7 @@ class Steps:
     routes: list[Route] = field(default_factory=list)
     sysctls: list[Sysctl] = field(default_factory=list)
     rules: list[Rules] = field(default_factory=list)  # applied apart: after subnet.env
+    link_sysctls: list[Sysctl] = field(default_factory=list)  # of links these steps make
 
     def split(self, namespaces: set[str]) -> tuple[Steps, Steps]:
         """(what belongs to `namespaces`, the rest). A veth belongs to its peer's namespace."""
@@ -119,7 +121,7 @@ class Steps:
             return getattr(obj, "peer_netns", getattr(obj, "netns", None)) in namespaces
 
         parts = {}
-        for name in ("bridges", "veths", "addresses", "routes", "sysctls", "rules"):
+        for name in ("bridges", "veths", "addresses", "routes", "sysctls", "rules", "link_sysctls"):
             items = getattr(self, name)
             parts[name] = ([x for x in items if mine(x)], [x for x in items if not mine(x)])
         return (

@@ -19,6 +19,7 @@ from .objects import netns_name
 
 MULTICAST = IPv4Network("224.0.0.0/4")
 MAX_HOPS = 32
+BLACKHOLE = "blackhole"  # a route's device: the packet is dropped there
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,10 @@ def build(topo: Topology, subnets: dict[str, str], pod_ips: dict[str, str]) -> N
         ns = netns_name(topo.name, node.name)
         subnet = IPv4Network(subnets[node.name])
         nodes[ns] = NodeFacts(node.name, ns, subnet, str(node.address), node.iface, node.bridge)
-    _flannel_routes(topo.flannel, nodes, ifaces, routes)
+    if topo.flannel:
+        _flannel_routes(topo.flannel, nodes, ifaces, routes)
+    else:
+        _bgp_routes(nodes, routes)
     names = {ns.name: ns.owner for ns in lab_plan.namespaces}
     return NetModel(topo, ifaces, routes, nodes, pod_ips, names)
 
@@ -174,6 +178,13 @@ def _flannel_routes(fl: Flannel, nodes: dict, ifaces: dict, routes: dict) -> Non
             routes[ns].append((fl.network, fl.device, None))
         else:
             routes[ns] += [(o.subnet, fl.device, str(o.subnet.network_address)) for o in others]
+
+
+def _bgp_routes(nodes: dict, routes: dict) -> None:
+    """What each node's BIRD writes: the other nodes' blocks via them, its own a blackhole."""
+    for ns, n in nodes.items():
+        routes[ns].append((n.subnet, BLACKHOLE, None))
+        routes[ns] += [(o.subnet, n.iface, o.public_ip) for o in nodes.values() if o is not n]
 
 
 # ---------------------------------------------------------------- NAT, as the rules say
@@ -201,9 +212,9 @@ def _masquerade(model: NetModel, ns: str, src: str, dst: str, dev: str, marked: 
     if marked:
         return True
     node = model.nodes[ns]
-    network = model.topo.flannel.network
     s, d = IPv4Address(src), IPv4Address(dst)
-    if model.topo.flannel.ipmasq:
+    if model.topo.flannel and model.topo.flannel.ipmasq:
+        network = model.topo.flannel.network
         if s in network and d in network:
             return False
         if s in network and d not in MULTICAST:
@@ -303,6 +314,8 @@ class _Walker:
             if route is None:
                 return Path(self.hops, None, self.nat, f"no route to {p.dst} in {ns}")
             dev, via = route
+            if dev == BLACKHOLE:
+                return Path(self.hops, None, self.nat, f"blackhole route to {p.dst} in {ns}")
             note = self.postrouting(ns, p, dev, marked)
             nxt = self.transmit(ns, dev, via or p.dst, p, note)
             if nxt is None:
