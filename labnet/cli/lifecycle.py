@@ -75,7 +75,12 @@ def status(c, lab=None):
             terminal.console.print(table)
 
 
-@task(help={"name": "etcd, flanneld-NODE or POD/CONTAINER", "lab": "lab name, when several"})
+@task(
+    help={
+        "name": "etcd, flanneld-NODE, bird-NODE or POD/CONTAINER",
+        "lab": "lab name, when several",
+    }
+)
 @glue.friendly
 def restart(c, name, lab=""):
     """Start one of a lab's processes again, as after a crash (e.g. inv restart flanneld-master)."""

@@ -12,6 +12,7 @@ from .build import (
     pod_veth_name,
     short_ifname,
 )
+from .calico import cali_name
 from .objects import (
     ETH0_INDEX,
     EXTERNAL_BRIDGE,
@@ -57,6 +58,7 @@ __all__ = [
     "netns_name",
     "plan",
     "plan_node_pods",
+    "cali_name",
     "pod_addresses",
     "pod_veth_name",
     "short_ifname",

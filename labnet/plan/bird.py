@@ -23,7 +23,9 @@ RR_CLUSTER_ID = "244.0.0.1"  # Calico's documented example routeReflectorCluster
 def daemons(topo: Topology) -> list[Daemon]:
     """One BIRD a node, its config in its settings."""
     return [
-        Daemon(f"bird-{n.name}", "bird", netns_name(topo.name, n.name), (("config", config(topo, n)),))
+        Daemon(
+            f"bird-{n.name}", "bird", netns_name(topo.name, n.name), (("config", config(topo, n)),)
+        )
         for n in topo.nodes
     ]
 

@@ -72,26 +72,8 @@ def _node(
         _text(x + 12, Y_NODE + 24, f"{node.name}  (netns {ns})", 16, "bold", "start", "#1f4e9a")
     )
     cx = x + width / 2
-    gw = subnet.split("/")[0]
-    rows = [
-        (Y_ETH0, node.iface, f"{node.iface} {node.address}", "#fff"),
-        (
-            Y_FLANNEL,
-            topo.flannel.device,
-            f"{topo.flannel.device} {gw} vxlan id {topo.flannel.vni} {mac}"
-            if topo.flannel.vxlan
-            else f"{topo.flannel.device} {gw} TUN: the flannel agent, udp/{topo.flannel.port}",
-            "#fff4e0",
-        ),
-        (
-            Y_DOCKER,
-            node.bridge,
-            f"{node.bridge} {_first(subnet)}/{subnet.split('/')[1]}",
-            "#eaf7ea",
-        ),
-    ]
-    if topo.flannel.backend == "host-gw":  # no flannel.1, pods' traffic leaves by eth0
-        del rows[1]
+    rows = [(Y_ETH0, node.iface, f"{node.iface} {node.address}", "#fff")]
+    rows += _calico_rows(topo, subnet) if topo.calico else _flannel_rows(topo, node, subnet, mac)
     for y, ifname, label, fill in rows:
         lay.parts.append(_box(cx - 170, y - 18, 340, 34, fill))
         lay.parts.append(_text(cx, y + 5, label, 14))
@@ -102,6 +84,7 @@ def _node(
         Y_UNDERLAY,
     )
     px = x + 10 + (width - 20 - len(pods) * (POD_W + 10) + 10) / 2
+    namespaces = {p.name: p.namespace for p in topo.pods}
     for pod, ip in pods.items():
         pcx = px + POD_W / 2
         lay.parts.append(_line(pcx, Y_DOCKER + 16, pcx, Y_PODS, "#3a7d3a"))
@@ -109,8 +92,42 @@ def _node(
         lay.parts.append(_text(pcx, Y_PODS + 22, pod, 15, "bold"))
         lay.parts.append(_text(pcx, Y_PODS + 42, f"eth0 {ip}", 13))
         lay.points[(plan.netns_name(lab, pod), "eth0")] = (pcx, Y_PODS)
+        if topo.calico:  # the pod's cali veth: where its line meets the node's routes
+            cali = plan.cali_name(namespaces[pod], pod)
+            lay.points[(ns, cali)] = (pcx, Y_DOCKER + 16)
         px += POD_W + 10
     return width
+
+
+def _flannel_rows(topo: Topology, node, subnet: str, mac: str) -> list[tuple[float, str, str, str]]:
+    """flannel.1 (flannel0 with udp; none with host-gw) and the node's bridge."""
+    fl, gw = topo.flannel, subnet.split("/")[0]
+    rows = [
+        (
+            Y_FLANNEL,
+            fl.device,
+            f"{fl.device} {gw} vxlan id {fl.vni} {mac}"
+            if fl.vxlan
+            else f"{fl.device} {gw} TUN: the flannel agent, udp/{fl.port}",
+            "#fff4e0",
+        ),
+        (
+            Y_DOCKER,
+            node.bridge,
+            f"{node.bridge} {_first(subnet)}/{subnet.split('/')[1]}",
+            "#eaf7ea",
+        ),
+    ]
+    if fl.backend == "host-gw":  # no flannel.1, pods' traffic leaves by eth0
+        del rows[0]
+    return rows
+
+
+def _calico_rows(topo: Topology, subnet: str) -> list[tuple[float, str, str, str]]:
+    """No tunnel and no bridge: BIRD, and the node's routes to its pods' cali veths."""
+    bgp = f"BIRD, AS {topo.calico.asn}: announces {subnet} (blackhole here)"
+    cali = "a /32 route a pod, dev cali...; 169.254.1.1 by proxy ARP"
+    return [(Y_FLANNEL, "bird", bgp, "#fff4e0"), (Y_DOCKER, "cali", cali, "#eaf7ea")]
 
 
 def _first(subnet: str) -> str:

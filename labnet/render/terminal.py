@@ -69,6 +69,8 @@ def commands(topo: Topology, lab_plan: LabPlan) -> list[tuple[str, str]]:
             )
         elif d.kind == "flannel":
             out.append((d.name, "labnet's flannel agent (forked from labnet)"))
+        elif d.kind == "bird":
+            out.append((d.name, "bird -R -s <node>/bird.ctl -d -c <node>/bird.conf (bird2)"))
         else:
             argv = json.loads(settings["command"])
             serve = settings["serve"]
@@ -86,9 +88,9 @@ def commands(topo: Topology, lab_plan: LabPlan) -> list[tuple[str, str]]:
 
 
 def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
-    fl = topo.flannel
     root = Tree(Text.assemble(("lab ", "bold"), (topo.name, "bold cyan"), f"  ({topo.source})"))
-    root.add(f"flannel config {fl.config_json()}  ({fl.summary})")
+    fl = topo.flannel
+    root.add(f"flannel config {fl.config_json()}  ({fl.summary})" if fl else topo.network_summary)
     for svc in topo.services:
         for port in svc.ports:
             era = "nftables" if topo.kube_proxy_mode == "nftables" else topo.versions.kube_proxy.era
@@ -108,16 +110,19 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
             for v in s.veths:
                 if v.netns == ns.name:
                     master = f" master {v.master}" if v.master else ""
+                    mac = f" address {v.mac}" if v.mac else ""
                     branch.add(
-                        f"veth {v.ifname}{master} mtu {v.mtu} <-> {v.peer_ifname}@{v.peer_netns}"
+                        f"veth {v.ifname}{master}{mac} mtu {v.mtu} <-> "
+                        f"{v.peer_ifname}@{v.peer_netns}"
                     )
             for a in s.addresses:
                 if a.netns == ns.name:
                     branch.add(f"address {a.cidr} dev {a.ifname}")
             for r in s.routes:
                 if r.netns == ns.name:
-                    branch.add(f"route {r.dst} via {r.gateway} dev {r.ifname}")
-            for sc in s.sysctls:
+                    via = f"via {r.gateway}" if r.gateway else "scope link"
+                    branch.add(f"route {r.dst} {via} dev {r.ifname}")
+            for sc in [*s.sysctls, *s.link_sysctls]:
                 if sc.netns == ns.name:
                     _add_sysctl(branch, sc)
             for r in s.rules:
@@ -128,8 +133,14 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
         for d in lab_plan.daemons:
             if d.netns == ns.name:
                 settings = " ".join(f"{k}={v}" for k, v in d.settings)
+                if d.kind == "bird":  # its peers, from the config it is given
+                    peers = [ln.split()[2] for ln in d.setting("config").splitlines()
+                             if ln.startswith("protocol bgp ")]  # fmt: skip
+                    settings = f"BGP sessions {', '.join(peers)}"
                 branch.add(Text(f"process {d.name}: {settings}", style="green"))
-        if ns.role == "node":
+        if ns.role == "node" and topo.calico:
+            branch.add(Text("BIRD routes each other node's block via that node", style="dim"))
+        elif ns.role == "node":
             if lab_plan.nodes.get(ns.owner) is None:
                 branch.add(
                     Text(
@@ -191,6 +202,8 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
             str(p.pid),
             Text("running" if ok else "DEAD", style="green" if ok else "bold red"),
         )
+    if s.state.nodes and not s.leases and _is_calico(st):
+        return [where, procs]
     leases = Table(title="flannel leases (etcd)")
     for col in ("key", "PublicIP", "BackendType", "VtepMAC", "ttl"):
         leases.add_column(col)
@@ -204,6 +217,10 @@ def status_tables(s: Status, addresses: dict[str, list[str]]) -> list[Table]:
         ttl = f"{lease['ttl']} s" if lease["ttl"] is not None else "-"
         leases.add_row(key, ip, kind, mac, ttl)
     return [where, procs, leases]
+
+
+def _is_calico(st) -> bool:
+    return any(p.kind == "bird" for p in st.processes)
 
 
 # ---------------------------------------------------------------- transcripts
