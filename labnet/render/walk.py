@@ -36,6 +36,8 @@ class Command:
     events: str | None = None  # a node whose agent events to show while the command runs
     trace: str | None = None  # instead of argv: follow a ping from `where` to this, hop by hop
     size: int | None = None  # the traced ping's packet size (with don't-fragment)
+    restart: str | None = None  # instead of argv: `inv restart` this process of the lab
+    until: float = 0.0  # run again for up to this many seconds until `expect` is all seen
 
 
 @dataclass
@@ -86,6 +88,9 @@ def load(path: Path) -> Walkthrough:
             raise InputError(f"{where}: each step needs a title")
         commands = []
         for j, c in enumerate(raw.get("run", [])):
+            if isinstance(c, dict) and "in" in c and "restart" in c:
+                commands.append(Command(str(c["in"]), [], [], restart=str(c["restart"])))
+                continue
             if isinstance(c, dict) and "in" in c and "trace" in c:
                 expect = [str(e) for e in c.get("expect", [])]
                 size = int(c["size"]) if "size" in c else None
@@ -93,7 +98,8 @@ def load(path: Path) -> Walkthrough:
                 continue
             if not isinstance(c, dict) or "in" not in c or "command" not in c:
                 raise InputError(
-                    f"{where}.run[{j}]: each command needs `in` and `command` (or `in` and `trace`)"
+                    f"{where}.run[{j}]: each command needs `in` and `command` (or `in` and "
+                    "`trace`, or `in` and `restart`)"
                 )
             argv = c["command"] if isinstance(c["command"], list) else shlex.split(c["command"])
             commands.append(
@@ -102,6 +108,7 @@ def load(path: Path) -> Walkthrough:
                     [str(a) for a in argv],
                     [str(e) for e in c.get("expect", [])],
                     c.get("events"),
+                    until=float(c.get("until", 0)),
                 )
             )
         steps.append(
@@ -158,20 +165,27 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     """Run one command as a learner would type it; returns the expected lines not found."""
     if cmd.trace:
         return _trace(lab_name, cmd)
+    if cmd.restart:
+        return _restart(lab_name, cmd)
     place = lookup.find(cmd.where, lab_name)
     argv = [_fill(a, v) for a in cmd.argv]
     typed = ["ip", "netns", "exec", place.netns, *argv]
     terminal.command(cmd.where, typed)
     before = _log_size(lab_name, cmd.events) if cmd.events else 0
-    proc = subprocess.run(
-        lookup.exec_argv(place, argv),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=etcd.tools_env(lookup.load_state(lab_name).etcd_api),
-    )
-    out = proc.stdout + proc.stderr
     expected = [_fill(e, v) for e in cmd.expect]
+    deadline = time.monotonic() + cmd.until
+    while True:
+        proc = subprocess.run(
+            lookup.exec_argv(place, argv),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=etcd.tools_env(lookup.load_state(lab_name).etcd_api),
+        )
+        out = proc.stdout + proc.stderr
+        if all(e in out for e in expected) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)  # `until`: what the command shows is still on its way (BGP)
     terminal.output(out, [_escape(e) for e in expected])
     if cmd.events:
         time.sleep(0.05)
@@ -187,6 +201,19 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     return missing
 
 
+def _restart(lab_name: str, cmd: Command) -> list[str]:
+    """`inv restart NAME`, as the learner types it."""
+    from labnet.lab import start
+
+    terminal.console.print(
+        f"[bold magenta]\\[{cmd.where}][/bold magenta] [dim]$[/dim] "
+        f"[bold]./scripts/inv restart {cmd.restart}[/bold]"
+    )
+    rec = start.restart(lab_name, cmd.restart)
+    terminal.console.print(f"{rec.name} started again in {rec.netns} (pid {rec.pid})")
+    return []
+
+
 def _trace(lab_name: str, cmd: Command) -> list[str]:
     """A ping followed through every hop, captured and judged: `inv trace` inside the walk.
     With `expect`, the trace is a lesson in loss: its verdict must hold those lines (the
@@ -195,7 +222,7 @@ def _trace(lab_name: str, cmd: Command) -> list[str]:
 
     size = f" --size {cmd.size}" if cmd.size else ""
     terminal.console.print(
-        f"[bold magenta][{cmd.where}][/bold magenta] [dim]$[/dim] "
+        f"[bold magenta]\\[{cmd.where}][/bold magenta] [dim]$[/dim] "
         f"[bold]./scripts/inv trace {cmd.where} {cmd.trace}{size}[/bold]"
     )
     check = verify.adhoc_check(cmd.where, cmd.trace, "icmp", None, cmd.size)
