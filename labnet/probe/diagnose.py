@@ -121,6 +121,8 @@ class Site:
 
     @property
     def vxlan(self) -> bool:
+        if self.m.topo.flannel is None:  # Calico: no envelope
+            return False
         dev = self.m.topo.flannel.device
         return any(h and (h.outer or h.ifname == dev) for h in (self.hop, self.prev))
 
@@ -269,18 +271,19 @@ def _overhead(s: Site) -> str | None:
 
 
 def _agent(s: Site, ns: str) -> str:
-    """The node's flannel agent, when its recorded process is not running."""
-    rec = next((p for p in s.st.processes if p.kind == "flannel" and p.netns == ns), None)
+    """The node's flannel agent (or BIRD), when its recorded process is not running."""
+    kinds = {"flannel": "the flannel agent", "bird": "the BIRD"}
+    rec = next((p for p in s.st.processes if p.kind in kinds and p.netns == ns), None)
     if rec is None or processes.alive(rec):
         return ""
-    return f"{rec.name} (pid {rec.pid}), the flannel agent of {ns}, is not running"
+    return f"{rec.name} (pid {rec.pid}), {kinds[rec.kind]} of {ns}, is not running"
 
 
 def _neighbours(s: Site) -> str | None:
     """The next hop's neighbour entry; on flannel.1, vxlan's neighbour and FDB entry."""
     h = s.hop
     if h.netns in s.m.nodes and h.direction == "out":
-        if h.ifname == s.m.topo.flannel.device or s.entry == "encap":
+        if s.m.topo.flannel and (h.ifname == s.m.topo.flannel.device or s.entry == "encap"):
             if s.m.topo.flannel.backend == "udp":  # no neighbours: the agent is the data path
                 return _agent(s, h.netns)
             return _vxlan(s, h.netns)
@@ -359,7 +362,8 @@ def _vxlan_ids(s: Site) -> str | None:
 
 
 def _agents(s: Site) -> str | None:
-    nodes = s.nodes() + ([n.netns for n in s.m.nodes.values()] if s.vxlan else [])
+    every = s.vxlan or s.m.topo.calico  # any node's agent (or BIRD) feeds the others' tables
+    nodes = s.nodes() + ([n.netns for n in s.m.nodes.values()] if every else [])
     found = [r for ns in dict.fromkeys(nodes) if (r := _agent(s, ns))]
     return (found or [""])[0] if nodes else None
 
