@@ -35,7 +35,7 @@ def validate(c, topology):
     topo = model.load(shipped.topology_path(topology))
     terminal.console.print(
         f"{topology}: valid ({len(topo.nodes)} nodes, {len(topo.pods)} pods, "
-        f"flannel {topo.flannel.network} {topo.flannel.summary}; {topo.versions.summary})"
+        f"{topo.network_summary}; {topo.releases})"
     )
 
 

@@ -1,6 +1,6 @@
 """BIRD 2 in a node, as calico-node runs it: the node's config (rendered by labnet.plan.bird,
-as Calico's confd would), `bird -R -s <socket> -d -c <config>` in the node's namespace,
-its log the node's.
+as Calico's confd would), `bird -R -s <socket> -d -c <dir>/bird.cfg` in the node's
+namespace, its log the node's.
 
 Each node keeps its config and control socket in its own directory; `inv exec NODE` and
 `inv shell NODE` show that directory at /run/bird (bind-mounted in the mount namespace
@@ -45,9 +45,11 @@ def start(lab: str, d: Daemon) -> state.ProcessRecord:
     seconds: Calico's connect delay is 2 s)."""
     where = directory(lab, node_of(d))
     where.mkdir(parents=True, exist_ok=True)
-    config = where / "bird.conf"
-    config.write_text(d.setting("config"))
-    argv = ["bird", "-R", "-s", str(where / "bird.ctl"), "-d", "-c", str(config)]
+    for name, text in d.settings:  # bird.cfg, bird_aggr.cfg, bird_ipam.cfg
+        (where / name).write_text(text)
+    # calico-node's own command line, with the node's directory for /var/run/calico and
+    # /etc/calico/confd/config
+    argv = ["bird", "-R", "-s", str(where / "bird.ctl"), "-d", "-c", str(where / "bird.cfg")]
     env = os.environ | {state.LAB_MARK: lab}
     return processes.spawn(d.name, "bird", d.netns, argv, log(lab, node_of(d)), env=env)
 

@@ -16,7 +16,8 @@ def directory() -> Path:
 
 def labs() -> list[Path]:
     """The shipped topologies (not their walkthroughs), by file name."""
-    return sorted(p for p in directory().glob("*.yaml") if not p.name.endswith(".walk.yaml"))
+    paths = (p for p in directory().glob("*.yaml") if not p.name.endswith(".walk.yaml"))
+    return sorted(paths, key=lambda p: p.stem)
 
 
 def topology_path(target: str | Path) -> Path:

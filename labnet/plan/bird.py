@@ -1,15 +1,19 @@
-"""Each node's BIRD config, as Calico's confd renders it (bird.cfg, bird_aggr.cfg and
-bird_ipam.cfg of calico-node's templates, one file here), translated from calico-bird's
-BIRD 1.6 dialect to BIRD 2: the import and export rules move into `ipv4 { }` channels.
+"""Each node's BIRD config, as calico-node's confd renders it at Calico v3.31.7 (its
+templates bird.cfg, bird_aggr.cfg and bird_ipam.cfg; fixtures in
+tests/goldens/calico/), translated from calico-bird's BIRD 1.6 dialect to BIRD 2:
 
-- the node's block is a static blackhole route, exported to the kernel
-  (`blackhole 192.168.1.0/26 proto bird`): a packet for an address of the block that no
-  pod holds stops here instead of following the default route;
-- the export filter announces the block, and nothing more specific inside it (the pods'
-  /32 routes stay on the node);
-- peers: every other node (Calico's node-to-node mesh, `Mesh_<ip>` sessions), or, with
-  route reflectors, only the reflectors, which reflect to every node (`rr client`).
-Pure: no I/O.
+- import and export rules move into `ipv4 { }` channels, and so do the template's
+  `gateway recursive` and `add paths on`; static and direct protocols get `ipv4;`;
+- the kernel protocol gets `metric 0;` (BIRD 2 writes metric 32 by default, 1.6 none) and
+  its filter rejects device routes (BIRD 1.6's kernel protocol never exported them);
+- `krt_tunnel = "";` goes (calico-bird's own attribute; without IPIP it sets nothing).
+
+What it says: the node's block is a static blackhole route, exported to the kernel; the
+export filter announces the block and nothing more specific inside it (the pods' /32
+routes stay on the node); the peers are every other node (the node-to-node mesh, `Mesh_`
+sessions, one direction each: the node with the greater address, as a string, connects),
+or with route reflectors the reflectors alone (`Node_` sessions, `rr client` on the
+reflector's side). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,123 +21,133 @@ from __future__ import annotations
 from ..model import Node, Topology
 from .objects import Daemon, netns_name
 
-RR_CLUSTER_ID = "244.0.0.1"  # Calico's documented example routeReflectorClusterID
+RR_CLUSTER_ID = "244.0.0.1"  # the routeReflectorClusterID of Calico's documentation
+FILES = ("bird.cfg", "bird_aggr.cfg", "bird_ipam.cfg")
 
 
 def daemons(topo: Topology) -> list[Daemon]:
-    """One BIRD a node, its config in its settings."""
+    """One BIRD a node; its three files in its settings (file name -> text)."""
     return [
         Daemon(
-            f"bird-{n.name}", "bird", netns_name(topo.name, n.name), (("config", config(topo, n)),)
+            f"bird-{n.name}", "bird", netns_name(topo.name, n.name), tuple(files(topo, n).items())
         )
         for n in topo.nodes
     ]
 
 
-def _dotted(address: object) -> str:
+def files(topo: Topology, node: Node, cluster_id: str = RR_CLUSTER_ID) -> dict[str, str]:
+    cal = topo.calico
+    return {
+        "bird.cfg": bird_cfg(topo, node, cluster_id),
+        "bird_aggr.cfg": _AGGR.format(block=node.subnet),
+        "bird_ipam.cfg": _IPAM.format(pool=cal.pool),
+    }
+
+
+def _id(address: object) -> str:
     return str(address).replace(".", "_")
 
 
-def _peers(topo: Topology, node: Node) -> list[tuple[str, Node, bool]]:
-    """(protocol name, peer, the peer is this reflector's client)."""
+def bird_cfg(topo: Topology, node: Node, cluster_id: str = RR_CLUSTER_ID) -> str:
     cal = topo.calico
-    others = [n for n in topo.nodes if n is not node]
-    if not cal.route_reflectors:
-        return [(f"Mesh_{_dotted(o.address)}", o, False) for o in others]
-    if node.name in cal.route_reflectors:
-        return [
-            (f"Node_{_dotted(o.address)}", o, o.name not in cal.route_reflectors) for o in others
-        ]
-    return [
-        (f"Node_{_dotted(o.address)}", o, False) for o in others if o.name in cal.route_reflectors
-    ]
-
-
-def _session(name: str, node: Node, peer: Node, asn: int, client: bool, title: str) -> str:
-    rr = f"  rr client;\n  rr cluster id {RR_CLUSTER_ID};\n" if client else ""
-    return (
-        f"# For peer {title}\n"
-        f"protocol bgp {name} from bgp_template {{\n"
-        f"  neighbor {peer.address} as {asn};\n"
-        f"  source address {node.address};  # The local address we use for the TCP connection\n"
-        f"{rr}"
-        f"}}\n"
-    )
-
-
-def config(topo: Topology, node: Node) -> str:
-    cal = topo.calico
-    block, pool, asn = node.subnet, cal.pool, cal.asn
-    if cal.route_reflectors:
-        heading = "# ------------- Node-specific peers -------------\n"
-    else:
-        heading = "# ------------- Node-to-node mesh -------------\n"
-    sessions = "\n".join(
-        _session(
-            name, node, peer, asn, client,
-            f"/host/{peer.name}/ip_addr_v4" if not cal.route_reflectors
-            else f"/host/{node.name}/peer_v4/{peer.address}",
+    reflector = node.name in cal.route_reflectors
+    if reflector:
+        mesh = (
+            f"# This node ({node.name}) is configured as a route reflector with cluster ID "
+            f"{cluster_id};\n# ignore node-to-node mesh setting.\n"
         )
-        for name, peer, client in _peers(topo, node)
-    )  # fmt: skip
-    return _TEMPLATE.format(
-        block=block, pool=pool, asn=asn, router_id=node.address, heading=heading, sessions=sessions
+    elif cal.route_reflectors:
+        mesh = "# Node-to-node mesh disabled\n"
+    else:
+        mesh = "".join(_mesh_peer(topo, node, o) for o in topo.nodes)
+    peers = [o for o in topo.nodes if o is not node]
+    if not reflector:
+        peers = [o for o in peers if o.name in cal.route_reflectors]
+    specific = "".join(_node_peer(node, o, cal.asn, cluster_id if reflector else "") for o in peers)
+    return _BIRD.format(
+        router_id=node.address,
+        asn=cal.asn,
+        mesh=mesh,
+        node_peers=specific or "# No node-specific peers configured.\n",
     )
 
 
-_TEMPLATE = """\
-# Generated by labnet, as Calico's confd renders bird_aggr.cfg, bird_ipam.cfg and bird.cfg
-# (BIRD 2 syntax: the import and export rules sit in ipv4 channels)
+def _mesh_peer(topo: Topology, node: Node, other: Node) -> str:
+    head = f"\n# For peer /bgp/v1/host/{other.name}/ip_addr_v4\n"
+    if other is node:
+        return head + f"# Skipping ourselves ({node.address})\n"
+    # confd compares the addresses as strings: the greater one connects, the other listens
+    passive = (
+        "  passive on; # Mesh is unidirectional, peer will connect to us.\n"
+        if str(other.address) > str(node.address)
+        else ""
+    )
+    return head + (
+        f"protocol bgp Mesh_{_id(other.address)} from bgp_template {{\n"
+        f"  neighbor {other.address} as {topo.calico.asn};\n"
+        f"  source address {node.address};  # The local address we use for the TCP connection\n"
+        "  ipv4 {\n"
+        "    import all;        # Import all routes, since we don't know what the upstream\n"
+        "                       # topology is and therefore have to trust the ToR/RR.\n"
+        "    export filter {\n"
+        "      calico_export_to_bgp_peers(true);\n"
+        "      reject;\n"
+        "    };  # Only want to export routes for workloads.\n"
+        "  };\n"
+        f"{passive}}}\n"
+    )
 
-# ---- bird_aggr.cfg
-protocol static {{
-  ipv4;
-  # IP blocks for this host.
-  route {block} blackhole;
-}}
 
-# Aggregation of routes on this host; export the block, nothing beneath it.
-function calico_aggr ()
+def _node_peer(node: Node, other: Node, asn: int, cluster_id: str) -> str:
+    rr = f"  rr client;\n  rr cluster id {cluster_id};\n" if cluster_id else ""
+    return (
+        f"\n# For peer /bgp/v1/host/{node.name}/peer_v4/{other.address}\n"
+        f"protocol bgp Node_{_id(other.address)} from bgp_template {{\n"
+        "  ttl security off;\n"
+        "  multihop;\n"
+        f"  neighbor {other.address} as {asn};\n"
+        f"  source address {node.address};  # The local address we use for the TCP connection\n"
+        "  ipv4 {\n"
+        "    import filter {\n"
+        '      accept; # Prior to introduction of BGP Filters we used "import all" so use '
+        "default accept behaviour on import\n"
+        "    };\n"
+        "    export filter {\n"
+        "      calico_export_to_bgp_peers(true);\n"
+        "      reject;\n"
+        "    };  # Only want to export routes for workloads.\n"
+        "  };\n"
+        f"{rr}}}\n"
+    )
+
+
+_BIRD = """\
+function apply_communities ()
 {{
-      # Block {block} is confirmed
-      if ( net = {block} ) then {{ accept; }}
-      if ( net ~ {block} ) then {{ reject; }}
 }}
 
-# ---- bird_ipam.cfg
-filter calico_export_to_bgp_peers {{
-  calico_aggr();
-  if ( net ~ {pool} ) then {{
-    accept;
-  }}
-  reject;
-}}
+# Generated by confd
+include "bird_aggr.cfg";
+include "bird_ipam.cfg";
 
-filter calico_kernel_programming {{
-  # calico-bird (BIRD 1.6) exports no device routes to the kernel ("device routes" is off
-  # by default there); BIRD 2 has no such option, so the filter says it
-  if ( source = RTS_DEVICE ) then {{ reject; }}
-  if ( net ~ {pool} ) then {{
-    accept;
-  }}
-  accept;
-}}
-
-# ---- bird.cfg
 router id {router_id};
 
 # Configure synchronization between routing tables and kernel.
 protocol kernel {{
+  learn;             # Learn all alien routes from the kernel
+  persist;           # Don't remove routes on bird shutdown
+  scan time 2;       # Scan kernel routing table every 2 seconds
   ipv4 {{
     import all;
     export filter calico_kernel_programming; # Default is export none
   }};
-  metric 0;          # no metric on the routes, as calico-bird writes them (BIRD 2: 32)
-  learn;             # Learn all alien routes from the kernel
-  persist;           # Don't remove routes on bird shutdown
-  scan time 2;       # Scan kernel routing table every 2 seconds
+  metric 0;          # BIRD 2: no metric on the routes, as calico-bird (BIRD 1.6) writes them
   graceful restart;  # Turn on graceful restart to reduce potential flaps in
-                     # routes when reloading BIRD configuration.
+                     # routes when reloading BIRD configuration.  With a full
+                     # automatic mesh, there is no way to prevent BGP from
+                     # flapping since multiple nodes update their BGP
+                     # configuration at the same time, GR is not guaranteed to
+                     # work correctly in this scenario.
   merge paths on;    # Allow export multipath routes (ECMP)
 }}
 
@@ -144,11 +158,19 @@ protocol device {{
 }}
 
 protocol direct {{
-  ipv4;
   debug {{ states }};
+  ipv4;              # BIRD 2: a direct protocol without a channel makes no routes
   interface -"cali*", -"kube-ipvs*", "*"; # Exclude cali* and kube-ipvs* but
-                                          # include everything else.
+                                          # include everything else.  In
+                                          # IPVS-mode, kube-proxy creates a
+                                          # kube-ipvs0 interface. We exclude
+                                          # kube-ipvs0 because this interface
+                                          # gets an address for every in use
+                                          # cluster IP. We use static routes
+                                          # for when we legitimately want to
+                                          # export cluster IPs.
 }}
+
 
 # Template for all BGP clients
 template bgp bgp_template {{
@@ -157,16 +179,98 @@ template bgp bgp_template {{
   local as {asn};
   ipv4 {{
     gateway recursive; # This should be the default, but just in case.
-    import all;        # Import all routes, since we don't know what the upstream
-                       # topology is and therefore have to trust the ToR/RR.
-    export filter calico_export_to_bgp_peers;  # Only want to export routes for workloads.
     add paths on;
   }};
-  multihop;
   graceful restart;  # See comment in kernel section about graceful restart.
   connect delay time 2;
   connect retry time 5;
   error wait time 5,30;
 }}
 
-{heading}{sessions}"""
+# -------------- BGP Filters ------------------
+# No v4 BGPFilters configured
+
+# ------------- Node-to-node mesh -------------
+{mesh}
+
+# ------------- Global peers -------------
+# No global peers configured.
+
+
+# ------------- Node-specific peers -------------
+{node_peers}"""
+
+_AGGR = """\
+# Generated by confd
+
+protocol static {{
+   ipv4;
+   # IP blocks for this host.
+   route {block} blackhole;
+}}
+
+
+# Aggregation of routes on this host; export the block, nothing beneath it.
+function calico_aggr ()
+{{
+      # Block {block} is confirmed
+      if ( net = {block} ) then {{ accept; }}
+      if ( net ~ {block} ) then {{ reject; }}
+}}
+"""
+
+_IPAM = """\
+# Generated by confd
+function reject_disabled_pools ()
+{{
+
+}}
+
+function reject_tunnel_routes () {{
+  # Don't export tunnel routes to other nodes, Felix programs them.
+  # IPIP routes are handled by Bird, and it does not re-advertise them.
+  if (defined(ifname)) then {{
+     if ((ifname ~ "*.cali") || (ifname ~ "*.calico")) then {{
+        reject;
+     }}
+  }}
+}}
+
+function reject_local_routes () {{
+  # Don't export local routes learned via BPF as they should never leave the node.
+  if (defined(ifname)) then {{
+     if (ifname ~ "bpf*.cali") then {{
+        reject;
+     }}
+  }}
+}}
+
+function calico_export_to_bgp_peers(bool internal_peer) {{
+  # filter code terminates when it calls `accept;` or `reject;`,
+  # call reject_disabled_pools() first, then reject_tunnel_routes(),
+  # then apply_communities() and then calico_aggr()
+  reject_disabled_pools();
+  if (internal_peer) then {{
+    reject_tunnel_routes();
+  }}
+  reject_local_routes();
+  apply_communities();
+  calico_aggr();
+
+  if ( net ~ {pool} ) then {{
+    accept;
+  }}
+}}
+
+
+filter calico_kernel_programming {{
+  # BIRD 2: BIRD 1.6's kernel protocol never exported device routes
+  if ( source = RTS_DEVICE ) then {{ reject; }}
+
+  if ( net ~ {pool} ) then {{
+    accept;
+  }}
+
+  accept;
+}}
+"""

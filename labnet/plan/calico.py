@@ -51,10 +51,12 @@ def plan_calico_pods(topo: Topology, node: Node, block: IPv4Network) -> NodePods
             Route(pod_ns, "default", CALICO_GATEWAY, "eth0"),
             Route(node_ns, f"{addr}/32", "", cali),  # Felix: <pod ip> dev cali... scope link
         ]
-        # the node's end answers ARP for 169.254.1.1 (proxy ARP, without the usual delay)
+        # the CNI plugin's (and Felix's) sysctls: the node's end answers ARP for 169.254.1.1
+        # (proxy ARP, without the usual delay)
         steps.link_sysctls += [
-            Sysctl(node_ns, f"net/ipv4/conf/{cali}/proxy_arp", "1"),
+            Sysctl(node_ns, f"net/ipv4/conf/{cali}/route_localnet", "1"),
             Sysctl(node_ns, f"net/ipv4/neigh/{cali}/proxy_delay", "0"),
+            Sysctl(node_ns, f"net/ipv4/conf/{cali}/proxy_arp", "1"),
             Sysctl(node_ns, f"net/ipv4/conf/{cali}/forwarding", "1"),
         ]
     return NodePods(node.name, str(block), addrs, steps)

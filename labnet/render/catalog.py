@@ -17,7 +17,7 @@ def labs_table(rows: list[tuple[Path, Topology]]) -> Table:
         table.add_column(col, overflow="fold")
     for path, topo in rows:
         walk = path.with_name(f"{path.stem}.walk.yaml").exists()
-        table.add_row(path.stem, topo.description, topo.versions.summary, "yes" if walk else "-")
+        table.add_row(path.stem, topo.description, topo.releases, "yes" if walk else "-")
     return table
 
 

@@ -70,7 +70,7 @@ def commands(topo: Topology, lab_plan: LabPlan) -> list[tuple[str, str]]:
         elif d.kind == "flannel":
             out.append((d.name, "labnet's flannel agent (forked from labnet)"))
         elif d.kind == "bird":
-            out.append((d.name, "bird -R -s <node>/bird.ctl -d -c <node>/bird.conf (bird2)"))
+            out.append((d.name, "bird -R -s <node>/bird.ctl -d -c <node>/bird.cfg (bird2)"))
         else:
             argv = json.loads(settings["command"])
             serve = settings["serve"]
@@ -132,9 +132,9 @@ def plan_tree(topo: Topology, lab_plan: LabPlan) -> Tree:
                             branch.add(Text(f"iptables ({r.owner}) {line}", style="blue"))
         for d in lab_plan.daemons:
             if d.netns == ns.name:
-                settings = " ".join(f"{k}={v}" for k, v in d.settings)
+                settings = " ".join(f"{k}={v}" for k, v in d.settings if d.kind != "bird")
                 if d.kind == "bird":  # its peers, from the config it is given
-                    peers = [ln.split()[2] for ln in d.setting("config").splitlines()
+                    peers = [ln.split()[2] for ln in d.setting("bird.cfg").splitlines()
                              if ln.startswith("protocol bgp ")]  # fmt: skip
                     settings = f"BGP sessions {', '.join(peers)}"
                 branch.add(Text(f"process {d.name}: {settings}", style="green"))

@@ -145,7 +145,7 @@ def test_the_reflector_peers_with_every_node_and_clients_only_with_it(rr_lab):
     protocols = sh(RR_LAB, "node2", "birdc", "show", "protocols")
     sessions = [ln.split()[0] for ln in protocols.splitlines() if " BGP " in ln]
     assert sessions == ["Node_10_46_181_145"], protocols
-    config = (bird.directory(RR_LAB, "node1") / "bird.conf").read_text()
+    config = (bird.directory(RR_LAB, "node1") / "bird.cfg").read_text()
     assert config.count("rr client;") == 2
     learned = sh(RR_LAB, "node2", "birdc", "show", "route", "all", "192.168.3.0/26")
     assert f"via {NODE3} on eth0" in learned, learned  # the next hop passes on unchanged

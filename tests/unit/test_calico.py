@@ -84,6 +84,8 @@ def test_cali_names_hash_the_pods_namespace_and_name():
 
     want = "cali" + hashlib.sha1(b"default.pod1").hexdigest()[:11]
     assert plan.cali_name("default", "pod1") == want == "calice0906292e2"
+    # libcalico-go conversion_test.go (v3.31.7): "namespace"/"podname" -> eni82111e10a96
+    assert plan.cali_name("namespace", "podname") == "cali82111e10a96"
     assert len(plan.cali_name("kube-system", "a-very-long-pod-name-0")) == 15  # IFNAMSIZ
 
 
@@ -105,6 +107,7 @@ def test_the_pods_veths_routes_and_sysctls_are_calicos():
     ]
     keys = {s.key: s.value for s in steps.link_sysctls if cali in s.key}
     assert keys == {
+        f"net/ipv4/conf/{cali}/route_localnet": "1",
         f"net/ipv4/conf/{cali}/proxy_arp": "1",
         f"net/ipv4/neigh/{cali}/proxy_delay": "0",
         f"net/ipv4/conf/{cali}/forwarding": "1",
@@ -122,39 +125,120 @@ def test_a_node_runs_bird_not_flannel():
     ]
 
 
-def _config(topology, node: str) -> str:
+def _files(topology, node: str) -> dict[str, str]:
     topo = model.load(topology)
-    return bird.config(topo, topo.node(node))
+    return bird.files(topo, topo.node(node))
 
 
 def test_the_mesh_config_peers_every_other_node_and_exports_the_block():
-    text = _config(MESH, "node1")
-    assert "router id 10.46.181.145;" in text
-    assert "route 192.168.1.0/26 blackhole;" in text
-    assert "if ( net = 192.168.1.0/26 ) then { accept; }" in text  # the block
-    assert "if ( net ~ 192.168.1.0/26 ) then { reject; }" in text  # not the pods' /32s
-    assert "protocol bgp Mesh_10_46_181_146 from bgp_template {" in text
-    assert "protocol bgp Mesh_10_46_181_147 from bgp_template {" in text
-    assert "neighbor 10.46.181.146 as 64512;" in text
-    assert "rr client" not in text
+    files = _files(MESH, "node1")
+    cfg, aggr = files["bird.cfg"], files["bird_aggr.cfg"]
+    assert "router id 10.46.181.145;" in cfg
+    assert "route 192.168.1.0/26 blackhole;" in aggr
+    assert "if ( net = 192.168.1.0/26 ) then { accept; }" in aggr  # the block
+    assert "if ( net ~ 192.168.1.0/26 ) then { reject; }" in aggr  # not the pods' /32s
+    assert "protocol bgp Mesh_10_46_181_146 from bgp_template {" in cfg
+    assert "neighbor 10.46.181.147 as 64512;" in cfg
+    # one direction a pair: node1's address is the smaller, so node1 listens to both
+    assert cfg.count("passive on; # Mesh is unidirectional") == 2
+    assert _files(MESH, "node3")["bird.cfg"].count("passive on;") == 0
+    assert "rr client" not in cfg
 
 
 def test_with_a_reflector_clients_peer_only_with_it():
-    reflector, client = _config(RR, "node1"), _config(RR, "node2")
+    reflector, client = _files(RR, "node1")["bird.cfg"], _files(RR, "node2")["bird.cfg"]
     assert reflector.count("rr client;") == 2
     assert "protocol bgp Node_10_46_181_146" in reflector
     assert "protocol bgp Node_10_46_181_145" in client
     assert "Node_10_46_181_147" not in client  # no session between two clients
-    assert "rr client" not in client
+    assert "rr client" not in client and "Mesh_" not in client
 
 
 @pytest.mark.skipif(shutil.which("bird") is None, reason="bird2 is installed by bootstrap")
 @pytest.mark.parametrize(("topology", "node"), [(MESH, "node1"), (RR, "node1"), (RR, "node3")])
 def test_bird_accepts_each_config(tmp_path, topology, node):
-    conf = tmp_path / "bird.conf"
-    conf.write_text(_config(topology, node))
-    proc = subprocess.run(["bird", "-p", "-c", str(conf)], capture_output=True, text=True)
+    for name, text in _files(topology, node).items():
+        (tmp_path / name).write_text(text)
+    cfg = tmp_path / "bird.cfg"
+    proc = subprocess.run(["bird", "-p", "-c", str(cfg)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---- against confd's own rendering (tests/goldens/calico/v3.31.7: confd's compiled_templates
+# fixtures at projectcalico/calico v3.31.7, for node kube-master 10.192.0.2)
+
+GOLDENS = ROOT / "tests" / "goldens" / "calico" / "v3.31.7"
+# fixture lines labnet writes otherwise in BIRD 2 (labnet.plan.bird's docstring says why)
+TRANSLATED = {
+    "import all;",  # kernel and mesh: inside ipv4 { }
+    "export filter calico_kernel_programming; # Default is export none",
+    "gateway recursive; # This should be the default, but just in case.",
+    "add paths on;",
+    'krt_tunnel = "";',  # calico-bird's own attribute
+}
+
+
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _fixture_topology(tmp_path, reflectors: str = "") -> model.Topology:
+    """The fixture's cluster: kube-master 10.192.0.2 and two nodes, AS 64512."""
+    text = f"""name: fx
+underlay: {{subnet: 10.192.0.0/16}}
+etcd: {{address: 10.192.0.10}}
+calico: {{pool: 192.168.0.0/16, as: 64512{reflectors}}}
+nodes:
+  - {{name: kube-master, address: 10.192.0.2, subnet: 192.168.221.64/26}}
+  - {{name: kube-node-1, address: 10.192.0.3, subnet: 192.168.1.0/26}}
+  - {{name: kube-node-2, address: 10.192.0.4, subnet: 192.168.2.0/26}}
+"""
+    return model.load(write(tmp_path, text))
+
+
+def test_the_mesh_is_confds_rendering_in_bird_2(tmp_path):
+    topo = _fixture_topology(tmp_path)
+    ours = bird.files(topo, topo.node("kube-master"))
+    for name in ("bird.cfg", "bird_ipam.cfg"):
+        theirs = (GOLDENS / "mesh-ipip-off" / name).read_text()
+        missing = [
+            ln for ln in _lines(theirs) if ln not in TRANSLATED and ln not in _lines(ours[name])
+        ]
+        assert missing == [], (name, missing)
+    # bird_aggr.cfg: the fixture's node has several blocks; its confirmed one is ours
+    aggr = _lines((GOLDENS / "mesh-ipip-off" / "bird_aggr.cfg").read_text())
+    block = [ln for ln in aggr if "/" not in ln or "192.168.221.64/26" in ln]
+    assert [ln for ln in block if ln not in _lines(ours["bird_aggr.cfg"])] == []
+
+
+def _protocol(text: str, name: str) -> list[str]:
+    lines = _lines(text)
+    start = lines.index(f"protocol bgp {name} from bgp_template {{")
+    return lines[start : lines.index("}", start) + 1]
+
+
+def _unchanneled(lines: list[str]) -> list[str]:
+    """A session of ours without the `ipv4 {` channel around its filters (BIRD 2)."""
+    opened = lines.index("ipv4 {")
+    closed = lines.index("};", lines.index("};  # Only want to export routes for workloads."))
+    return lines[:opened] + lines[opened + 1 : closed] + lines[closed + 1 :]
+
+
+def test_reflector_and_client_sessions_are_confds(tmp_path):
+    topo = _fixture_topology(tmp_path, ", route_reflectors: [kube-master]")
+    ours = bird.bird_cfg(topo, topo.node("kube-master"), cluster_id="10.0.0.1")
+    theirs = (GOLDENS / "route-reflector" / "bird.cfg").read_text().replace("as 64532", "as 64512")
+    for peer in ("Node_10_192_0_3", "Node_10_192_0_4"):
+        assert _unchanneled(_protocol(ours, peer)) == _protocol(theirs, peer)
+    client_topo = _fixture_topology(tmp_path, ", route_reflectors: [kube-node-2]")
+    client = bird.bird_cfg(client_topo, client_topo.node("kube-master"))
+    theirs = (
+        (GOLDENS / "route-reflector-client" / "bird.cfg")
+        .read_text()
+        .replace("as 64532", "as 64512")
+    )
+    mine = _unchanneled(_protocol(client, "Node_10_192_0_4"))
+    assert mine == _protocol(theirs, "Node_10_192_0_4")
 
 
 def _model() -> path.NetModel:
