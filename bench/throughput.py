@@ -1,15 +1,17 @@
-"""Throughput between two pods on two nodes, over flannel's vxlan, udp and host-gw backends:
-iperf3 (TCP, one stream), SECONDS each, on this machine. The ratio is the lesson: vxlan and
-host-gw stay in the kernel, udp takes every packet through the flannel agent in user space.
+"""Throughput between two pods on two nodes, over flannel's vxlan, udp and host-gw backends
+and Calico-style BGP routing: iperf3 (TCP, one stream), SECONDS each, on this machine. The
+ratio is the lesson: vxlan, host-gw and BGP stay in the kernel, udp takes every packet
+through the flannel agent in user space.
 
 Run as root, from the repository:
-    .venv/bin/python bench/throughput.py [--seconds 5] [--backends vxlan,udp,host-gw]
+    .venv/bin/python bench/throughput.py [--seconds 5] [--backends vxlan,udp,host-gw,bgp]
 
-Each backend gets its own lab, built from topologies/flannel-udp.yaml with the backend
-swapped (lab udp-bench-<backend>; one at a time, each taken down also when a run fails). An
-iperf3 server is started in pod3 and a client in pod1, both by PID; the server is stopped by
-its PID. Prints Mbit/s (the receiver's), the ratio to vxlan and the CPU seconds the two
-flannel agents spent meanwhile; writes bench/results/throughput.json.
+Each backend gets its own lab (udp-bench-<backend>; one at a time, each taken down also
+when a run fails): flannel's from topologies/flannel-udp.yaml with the backend swapped,
+bgp's from topologies/calico-bgp.yaml. An iperf3 server is started in pod3 and a client in
+pod1 (on two nodes in both), both by PID; the server is stopped by its PID. Prints Mbit/s
+(the receiver's), the ratio to vxlan and the CPU seconds the nodes' agents (flannel's, or
+BIRD) spent meanwhile; writes bench/results/throughput.json.
 """
 
 from __future__ import annotations
@@ -31,24 +33,27 @@ from labnet.daemons import state  # noqa: E402
 from labnet.kernel import netns  # noqa: E402
 from labnet.lab import build, lookup, teardown  # noqa: E402
 
-TOPOLOGY = HERE.parent / "topologies" / "flannel-udp.yaml"
+TOPOLOGIES = HERE.parent / "topologies"
 BACKENDS = {
     "vxlan": "{type: vxlan}",
     "udp": "{type: udp, port: 8285}",
     "host-gw": "{type: host-gw}",
+    "bgp": None,  # calico-bgp.yaml as it is
 }
 SERVER, PORT = "pod3", 5201
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def lab_topology(backend: str, workdir: Path) -> Path:
-    """The shipped udp lab under the name udp-bench-<backend>, with that backend."""
-    text = TOPOLOGY.read_text()
+    """The shipped udp lab (or calico-bgp) under the name udp-bench-<backend>, with that
+    backend."""
+    source = "calico-bgp" if BACKENDS[backend] is None else "flannel-udp"
+    text = (TOPOLOGIES / f"{source}.yaml").read_text()
     name = f"udp-bench-{backend}"
-    for old, new in (
-        ("name: flannel-udp\n", f"name: {name}\n"),
-        (f"backend: {BACKENDS['udp']}", f"backend: {BACKENDS[backend]}"),
-    ):
+    swaps = [(f"name: {source}\n", f"name: {name}\n")]
+    if BACKENDS[backend] is not None:
+        swaps.append((f"backend: {BACKENDS['udp']}", f"backend: {BACKENDS[backend]}"))
+    for old, new in swaps:
         assert old in text, old
         text = text.replace(old, new)
     path = workdir / f"{name}.yaml"
@@ -80,7 +85,7 @@ def _wait_listening(server: subprocess.Popen, timeout: float = 5.0) -> None:
 def measure(lab: str, seconds: float) -> dict[str, float]:
     """One iperf3 run from pod1 to pod3 in a lab that is up."""
     st = lookup.load_state(lab)
-    agents = [p.pid for p in st.processes if p.kind == "flannel"]
+    agents = [p.pid for p in st.processes if p.kind in ("flannel", "bird")]
     target = st.addresses[SERVER]
     server = netns.popen(
         f"{lab}-{SERVER}",
@@ -127,7 +132,7 @@ def run_backend(backend: str, seconds: float, workdir: Path) -> dict[str, float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--backends", default="vxlan,udp,host-gw")
+    ap.add_argument("--backends", default="vxlan,udp,host-gw,bgp")
     args = ap.parse_args()
     backends = args.backends.split(",")
     unknown = [b for b in backends if b not in BACKENDS]
