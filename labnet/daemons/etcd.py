@@ -21,6 +21,12 @@ PEER_URL = "http://127.0.0.1:2380"  # single member: its peer URL stays on the n
 # heap, a few MB more) and run on one thread, on a 2-core machine it shares with the lab
 # (see docs/performance.md).
 GO_ENV = {"GOGC": "400", "GOMAXPROCS": "1"}
+# etcd keeps every raft entry in memory until a snapshot (by default every 100,000 entries),
+# then the last 5,000 of them. A v2 store with TTL keys (flannel before v0.18) makes an entry
+# every 500 ms (SYNC), about 175 bytes of heap each: snapshots every 1,000 entries bound a
+# lab's etcd at 6,000 entries, reached after 50 minutes, where the default lets it grow for
+# 14 hours (docs/performance.md, soak).
+SNAPSHOT_COUNT = 1000
 
 
 def binary(configured: str | None) -> str:
@@ -90,6 +96,7 @@ def argv(
         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
         "--initial-cluster", initial, "--initial-cluster-state", "new",
         "--heartbeat-interval", "20", "--election-timeout", "100",
+        "--snapshot-count", str(SNAPSHOT_COUNT),
         "--log-level", "warn", "--enable-v2=true",
         *(["--unsafe-no-fsync"] if no_fsync else []),
     ]  # fmt: skip
