@@ -125,8 +125,8 @@ def _flannel_rows(topo: Topology, node, subnet: str, mac: str) -> list[tuple[flo
 
 def _calico_rows(topo: Topology, subnet: str) -> list[tuple[float, str, str, str]]:
     """No tunnel and no bridge: BIRD, and the node's routes to its pods' cali veths."""
-    bgp = f"BIRD, AS {topo.calico.asn}: announces {subnet} (blackhole here)"
-    cali = "a /32 route a pod, dev cali...; 169.254.1.1 by proxy ARP"
+    bgp = f"BIRD AS {topo.calico.asn}: {subnet} (blackhole)"
+    cali = "/32 routes to cali*, proxy ARP"
     return [(Y_FLANNEL, "bird", bgp, "#fff4e0"), (Y_DOCKER, "cali", cali, "#eaf7ea")]
 
 

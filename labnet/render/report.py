@@ -31,7 +31,8 @@ def lab_facts(
         raise InputError(f"no lab named {name!r} is up", "give the topology file instead")
     topo = model.load(target)
     subnets = {n.name: str(n.subnet) for n in topo.nodes if n.subnet}
-    pods = {p.name: str(p.address) if p.address else "?" for p in topo.pods}
+    planned = {p: ip for n in plan.plan(topo).nodes.values() if n for p, ip in n.pods.items()}
+    pods = {p.name: planned.get(p.name, "?") for p in topo.pods}  # pinned subnets: as planned
     return topo, subnets, pods, {}, None
 
 

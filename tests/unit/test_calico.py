@@ -272,3 +272,17 @@ def test_an_address_of_the_block_that_no_pod_holds_stops_at_the_blackhole():
     )
     assert forward.delivered_to is None and back is None
     assert forward.problem == "blackhole route to 192.168.2.9 in calico-bgp-node2"
+
+
+def test_plan_and_graph_show_bird_and_the_cali_veths():
+    from labnet.render import report, terminal
+
+    topo = model.load(MESH)
+    with terminal.console.capture() as shown:
+        terminal.console.print(terminal.plan_tree(topo, plan.plan(topo)))
+    text = shown.get()
+    assert "process bird-node1: BGP sessions Mesh_10_46_181_146, Mesh_10_46_181_147" in text
+    assert "route 192.168.1.0/32 scope link dev calice0906292e2" in text
+    _, svg = report.graph(str(MESH), "pod1:pod3")  # from the topology alone: blocks are pinned
+    assert "BIRD AS 64512: 192.168.1.0/26 (blackhole)" in svg
+    assert "eth0 192.168.2.0" in svg and "flannel" not in svg
