@@ -2,7 +2,8 @@
 this package, with two fixes to invoke's argument parsing:
 
 - `inv down LAB` / `inv down --all` and `inv status [LAB]` take a positional argument that may
-  be left out; invoke treats every positional argument as required, so for the tasks in
+  be left out, as do `inv challenge ACTION [NAME]` and `inv class ACTION [TARGET]` after
+  their action; invoke treats every positional argument as required, so for the tasks in
   OPTIONAL_POSITIONAL an empty value is filled in when none is given ("" means "not given").
 - `inv TASK --help` is read as `inv --help TASK` (invoke would take `--help` as the task's
   positional argument).
@@ -15,17 +16,18 @@ import sys
 
 from invoke import Collection, Program
 
-from labnet.cli import develop, inside, lifecycle, proof, topology
+from labnet.cli import classroom, develop, inside, lifecycle, proof, topology
 
 VERSION = "0.1.0"
-OPTIONAL_POSITIONAL = {"down", "status"}
+# task -> how many positional arguments come before the one that may be left out
+OPTIONAL_POSITIONAL = {"down": 0, "status": 0, "challenge": 1, "class": 1}
 HELP = ("-h", "--help")
 
 
 def collection() -> Collection:
     """Every task, at the top level (`inv up`, not `inv lifecycle.up`)."""
     ns = Collection()
-    for module in (lifecycle, inside, topology, proof, develop):
+    for module in (lifecycle, inside, topology, proof, classroom, develop):
         for task in Collection.from_module(module).tasks.values():
             ns.add_task(task)
     return ns
@@ -45,6 +47,14 @@ def fill_optional_positionals(argv: list[str], task_names: set[str]) -> list[str
     out, i = list(argv), 0
     while i < len(out):
         if out[i] in OPTIONAL_POSITIONAL and (i == 0 or out[i - 1] not in HELP):
+            required = OPTIONAL_POSITIONAL[out[i]]
+            if required:  # the action, any word (`class status`); options come after
+                j = i + 1 + required
+                out += [""] * max(0, j - len(out))  # no action: the task says which there are
+                if j == len(out) or out[j].startswith("-") or out[j] in task_names:
+                    out.insert(j, "")
+                i = j + 1
+                continue
             j = i + 1
             while j < len(out) and out[j].startswith("-") and out[j] != "--":
                 j += 1

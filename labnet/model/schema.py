@@ -11,12 +11,13 @@ from typing import Any
 from .source import Locator
 
 
-def _schema_text() -> str:
-    return resources.files(__package__).joinpath("topology.schema.json").read_text()
+def _schema_text(name: str = "topology") -> str:
+    return resources.files(__package__).joinpath(f"{name}.schema.json").read_text()
 
 
-def schema() -> dict:
-    return json.loads(_schema_text())
+def schema(name: str = "topology") -> dict:
+    """A JSON Schema beside this module: the topology's, or a challenge's."""
+    return json.loads(_schema_text(name))
 
 
 def _format_checker():
@@ -33,11 +34,11 @@ def _format_checker():
     return checker
 
 
-def check(data: Any, loc: Locator) -> None:
+def check(data: Any, loc: Locator, name: str = "topology") -> None:
     """Validate against the schema; the first error (by line) is raised as file:line: field."""
     import jsonschema  # only when a topology is read: most commands read a lab's state
 
-    validator = jsonschema.Draft202012Validator(schema(), format_checker=_format_checker())
+    validator = jsonschema.Draft202012Validator(schema(name), format_checker=_format_checker())
     errors = sorted(
         validator.iter_errors(data), key=lambda e: loc.line(tuple(e.absolute_path)) or 0
     )
@@ -57,8 +58,10 @@ def check(data: Any, loc: Locator) -> None:
             raise loc.error(path, f"unknown key {extra[0]!r}", hint)
     elif err.validator == "pattern":
         hint = "names are lower-case letters, digits and '-', starting with a letter or digit"
-    elif err.validator == "maxLength":
+    elif err.validator == "maxLength" and err.validator_value == 15:
         hint = "Linux interface names have at most 15 characters"
+    elif err.validator == "maxLength":
+        hint = f"at most {err.validator_value} characters"
     elif err.validator == "format":
         hint = "write an address like 10.46.181.146, a network like 172.16.0.0/16 (host bits 0)"
     raise loc.error(path, err.message, hint)

@@ -23,6 +23,7 @@ import yaml
 from labnet.daemons import etcd, state
 from labnet.errors import InputError
 from labnet.lab import lookup
+from labnet.lab.values import fill, values
 from labnet.render import terminal
 
 LANGS = ("en", "zh")
@@ -122,31 +123,6 @@ def default_file(topology: str) -> Path:
     return p.with_name(p.name.removesuffix(".yaml").removesuffix(".yml") + ".walk.yaml")
 
 
-# ---------------------------------------------------------------- the lab's own values
-
-
-def values(lab_name: str) -> SimpleNamespace:
-    st = lookup.load_state(lab_name)
-    macs = lookup.flannel_macs(st)
-    return SimpleNamespace(
-        ip=SimpleNamespace(**{k.replace("-", "_"): v for k, v in st.addresses.items()}),
-        mac=SimpleNamespace(**macs),
-        ns=SimpleNamespace(**{k.replace("-", "_"): f"{lab_name}-{k}" for k in st.roles}),
-        subnet=SimpleNamespace(**{n: f["subnet"] for n, f in st.nodes.items()}),
-        etcd=st.etcd,
-    )
-
-
-def _fill(text: str, v: SimpleNamespace) -> str:
-    try:
-        return text.format_map(vars(v) | {"ip": v.ip, "mac": v.mac, "ns": v.ns})
-    except (AttributeError, KeyError, IndexError, ValueError) as exc:
-        raise InputError(
-            f"walkthrough value {text!r}: {exc}",
-            "use {ip.NAME}, {mac.NODE}, {ns.NAME}, {subnet.NODE} or {etcd}",
-        ) from None
-
-
 # ---------------------------------------------------------------- running it
 
 
@@ -168,11 +144,11 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     if cmd.restart:
         return _restart(lab_name, cmd)
     place = lookup.find(cmd.where, lab_name)
-    argv = [_fill(a, v) for a in cmd.argv]
+    argv = [fill(a, v) for a in cmd.argv]
     typed = ["ip", "netns", "exec", place.netns, *argv]
     terminal.command(cmd.where, typed)
     before = _log_size(lab_name, cmd.events) if cmd.events else 0
-    expected = [_fill(e, v) for e in cmd.expect]
+    expected = [fill(e, v) for e in cmd.expect]
     deadline = time.monotonic() + cmd.until
     while True:
         proc = subprocess.run(

@@ -1,0 +1,173 @@
+"""A challenge in a lab: start it (build the lab, apply the fault without a word), check it
+(the challenge's checks through verify), give hints one at a time, or give up (the fault and
+the reference fix shown, the fix applied).
+
+What a learner can read without effort says nothing of the fault: the lab's state file and
+logs are the lab's as always, the fault's commands run with their output discarded, and the
+challenge's own record (`challenge.json` in the lab's directory) holds its name, the hints
+shown and when it was solved. The learner has to look at the kernel, as on a real node.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from labnet import model
+from labnet.daemons import etcd, state
+from labnet.errors import InputError, LabFailure
+from labnet.lab import build, lookup
+from labnet.lab import start as lab_start
+from labnet.lab.values import fill, values
+from labnet.model import challenges, shipped
+from labnet.model.challenges import Challenge, Command
+
+RECORD = "challenge.json"
+
+
+@dataclass
+class Progress:
+    name: str
+    lab: str
+    started: float
+    hints_shown: int = 0
+    solved: float | None = None  # when its checks first passed
+    gave_up: bool = False
+
+
+def _record(lab: str) -> Path:
+    return state.lab_dir(lab) / RECORD
+
+
+def progress(lab: str) -> Progress | None:
+    try:
+        return Progress(**json.loads(_record(lab).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def _save(p: Progress) -> None:
+    _record(p.lab).write_text(json.dumps(asdict(p)) + "\n")
+
+
+def copy_topology(topology: Path, lab: str) -> Path:
+    """The topology under another lab name, kept in that lab's directory (a learner's copy
+    of a lab: `down` removes it with the lab)."""
+    text = re.sub(r"^name: .*$", f"name: {lab}", topology.read_text(), count=1, flags=re.M)
+    path = state.lab_dir(lab) / "topology.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def start(name: str, lab: str | None = None, progress_cb=lambda _s: None) -> tuple[Challenge, str]:
+    """Build the challenge's lab (under `lab`, a learner's copy, when given), apply its fault
+    and record it. Returns the challenge and the lab's name."""
+    ch = challenges.load(name)
+    topology = shipped.topology_path(ch.lab)
+    if lab:
+        topology = copy_topology(topology, lab)
+    result = build.up(str(topology), progress_cb)
+    if progress(result.lab) is not None:
+        raise InputError(
+            f"lab {result.lab} already runs a challenge",
+            f"take it down first: inv down {result.lab}",
+        )
+    apply_fault(ch, result.lab)
+    _save(Progress(ch.name, result.lab, time.time()))
+    return ch, result.lab
+
+
+def run(lab: str, commands: tuple[Command, ...], quiet: bool) -> list[str]:
+    """Each command inside the lab, as `inv exec` runs it; their output (none when quiet)."""
+    v = values(lab)
+    out = []
+    for c in commands:
+        if c.action != "exec":
+            out.append(_process(lab, c))
+            continue
+        place = lookup.find(c.where, lab)
+        argv = [fill(a, v) for a in c.argv]
+        proc = subprocess.run(
+            lookup.exec_argv(place, argv),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=etcd.tools_env(lookup.load_state(lab).etcd_api),
+        )
+        if proc.returncode != 0:
+            what = "a step of the challenge's fault" if quiet else " ".join(argv)
+            raise LabFailure(f"{what} failed in {c.where} (exit {proc.returncode})")
+        out.append("" if quiet else proc.stdout + proc.stderr)
+    return out
+
+
+def _process(lab: str, c: Command) -> str:
+    """Stop one of the lab's processes by its recorded PID, or start it again."""
+    from labnet.daemons import processes
+
+    if c.action == "restart":
+        rec = lab_start.restart(lab, c.where)
+        return f"{rec.name} started again (pid {rec.pid})\n"
+    st = lookup.load_state(lab)
+    recs = [p for p in st.processes if p.name == c.where]
+    if not recs:
+        raise LabFailure(f"lab {lab} runs nothing called {c.where!r}")
+    processes.stop(recs)
+    return f"{c.where} stopped\n"
+
+
+def apply_fault(ch: Challenge, lab: str) -> None:
+    run(lab, ch.fault, quiet=True)
+
+
+def current(lab: str | None) -> tuple[Challenge, Progress]:
+    """The challenge running in `lab`, or in the one lab that runs one."""
+    if lab is None:
+        running = [name for name in state.labs() if progress(name) is not None]
+        if not running:
+            raise InputError("no challenge is running", "start one: inv challenge start NAME")
+        if len(running) > 1:
+            raise InputError(f"challenges run in {', '.join(running)}", "pick one with --lab LAB")
+        lab = running[0]
+    p = progress(lab)
+    if p is None:
+        raise InputError(f"lab {lab} runs no challenge", "start one: inv challenge start NAME")
+    return challenges.load(p.name), p
+
+
+def checks(lab: str | None) -> tuple[Challenge, Progress, list[model.Check]]:
+    """The challenge's checks, for verify (labnet.probe.verify.run)."""
+    ch, p = current(lab)
+    topo = model.load(lookup.load_state(p.lab).topology)
+    return ch, p, [c for c in topo.checks if c.name in ch.checks]
+
+
+def passed(p: Progress) -> None:
+    """Its checks passed: the first time is when it was solved."""
+    if p.solved is None:
+        p.solved = time.time()
+        _save(p)
+
+
+def hint(lab: str | None) -> tuple[Challenge, Progress, int]:
+    """The next hint's index (hints already shown are shown again with it)."""
+    ch, p = current(lab)
+    if not ch.hints:
+        raise InputError(f"{ch.name} has no hints", "inv challenge give-up shows the fix")
+    p.hints_shown = min(p.hints_shown + 1, len(ch.hints))
+    _save(p)
+    return ch, p, p.hints_shown
+
+
+def give_up(lab: str | None) -> tuple[Challenge, Progress]:
+    """Apply the reference fix; the caller shows the fault and the fix."""
+    ch, p = current(lab)
+    run(p.lab, ch.fix, quiet=False)
+    p.gave_up = True
+    _save(p)
+    return ch, p
