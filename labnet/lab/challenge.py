@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from labnet import model
-from labnet.daemons import etcd, state
+from labnet.daemons import state
 from labnet.errors import InputError, LabFailure
 from labnet.lab import build, lookup
 from labnet.lab import start as lab_start
@@ -92,13 +91,7 @@ def run(lab: str, commands: tuple[Command, ...], quiet: bool) -> list[str]:
             continue
         place = lookup.find(c.where, lab)
         argv = [fill(a, v) for a in c.argv]
-        proc = subprocess.run(
-            lookup.exec_argv(place, argv),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=etcd.tools_env(lookup.load_state(lab).etcd_api),
-        )
+        proc = lookup.run_as_typed(place, argv, timeout=30)
         if proc.returncode != 0:
             what = "a step of the challenge's fault" if quiet else " ".join(argv)
             raise LabFailure(f"{what} failed in {c.where} (exit {proc.returncode})")

@@ -102,6 +102,20 @@ def exec_argv(place: Place, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", place.netns, *inside, *argv]
 
 
+def run_as_typed(place: Place, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """argv inside `place` as `inv exec` runs it: etcdctl on the PATH, speaking the lab's
+    etcd API; output captured."""
+    from labnet.daemons import etcd
+
+    return subprocess.run(
+        exec_argv(place, argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=etcd.tools_env(load_state(place.lab).etcd_api),
+    )
+
+
 def flannel_macs(st: state.LabState) -> dict[str, str]:
     """node -> its flannel.1 MAC, read inside the node (its sysfs is the node's own)."""
     out = {}

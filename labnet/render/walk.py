@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from types import SimpleNamespace
 
 import yaml
 
-from labnet.daemons import etcd, state
+from labnet.daemons import state
 from labnet.errors import InputError
 from labnet.lab import lookup
 from labnet.lab.values import fill, values
@@ -151,13 +150,7 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     expected = [fill(e, v) for e in cmd.expect]
     deadline = time.monotonic() + cmd.until
     while True:
-        proc = subprocess.run(
-            lookup.exec_argv(place, argv),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=etcd.tools_env(lookup.load_state(lab_name).etcd_api),
-        )
+        proc = lookup.run_as_typed(place, argv)
         out = proc.stdout + proc.stderr
         if all(e in out for e in expected) or time.monotonic() >= deadline:
             break

@@ -96,3 +96,15 @@ def scratch() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=True)
+
+
+def until(check, seconds: float = 5.0, every: float = 0.05) -> bool:
+    """Poll `check` until it holds or `seconds` pass (BGP routes, a forked child's setns)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True

@@ -10,8 +10,6 @@ Built from topologies/calico-bgp.yaml and calico-bgp-rr.yaml under other names.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from labnet.daemons import bird, state
 from labnet.kernel import netns
 from labnet.lab import lookup, start
 from labnet.probe import verify
-from tests.lab.conftest import fresh_lab, sh, stop_agent
+from tests.lab.conftest import fresh_lab, sh, stop_agent, until
 
 pytestmark = pytest.mark.lab
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -52,15 +50,6 @@ def bgp_lab(root_required, tmp_path_factory):
 def rr_lab(root_required, tmp_path_factory):
     with fresh_lab(_renamed(tmp_path_factory, "calico-bgp-rr", RR_LAB)) as result:
         yield result
-
-
-def _until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def _ping(lab: str, src: str, dst: str, count: int = 3) -> str:
@@ -127,7 +116,7 @@ def test_a_stopped_bird_withdraws_its_block_and_a_restart_brings_it_back(bgp_lab
     has_route = lambda: "192.168.2.0/26" in sh(LAB, "node1", "ip", "route")  # noqa: E731
     assert has_route()
     stop_agent(LAB, "bird-node2")  # by its recorded PID: BIRD closes its sessions (Cease)
-    assert _until(lambda: not has_route(), 10), sh(LAB, "node1", "ip", "route")
+    assert until(lambda: not has_route(), 10), sh(LAB, "node1", "ip", "route")
     assert "Administrative shutdown" in sh(LAB, "node1", "birdc", "show", "protocols")
     assert "100% packet loss" in _ping(LAB, "pod1", POD3, 2)
     report = verify.run(LAB, [verify.adhoc_check("pod1", "pod3", "icmp", None, None)])
@@ -137,7 +126,7 @@ def test_a_stopped_bird_withdraws_its_block_and_a_restart_brings_it_back(bgp_lab
     assert "blackhole 192.168.2.0/26 proto bird" in sh(LAB, "node2", "ip", "route")
     rec = start.restart(LAB, "bird-node2")
     assert rec.pid in [p.pid for p in lookup.load_state(LAB).processes]
-    assert _until(has_route, 20), sh(LAB, "node1", "birdc", "show", "protocols")
+    assert until(has_route, 20), sh(LAB, "node1", "birdc", "show", "protocols")
     assert " 0% packet loss" in _ping(LAB, "pod1", POD3)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from labnet.daemons import processes
 from labnet.kernel import netns
+from tests.lab.conftest import until
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,15 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def _sleep() -> int:
     time.sleep(60)
     return 0
-
-
-def _settled(check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _comm(pid: int) -> str:
@@ -55,8 +47,8 @@ def test_children_run_in_their_namespaces_and_the_forker_is_reaped(root_required
         for rec in records:
             assert processes.alive(rec)
             # a child's pid is reported at fork, before it enters its namespace and renames
-            assert _settled(lambda r=rec: netns.pids_inside(r.netns) == [r.pid])
-            assert _settled(lambda r=rec: _comm(r.pid) == r.argv[0])
+            assert until(lambda r=rec: netns.pids_inside(r.netns) == [r.pid])
+            assert until(lambda r=rec: _comm(r.pid) == r.argv[0])
         with pytest.raises(ChildProcessError):  # the forker was waited for, not left a zombie
             os.waitpid(forking.pid, os.WNOHANG)
     finally:
