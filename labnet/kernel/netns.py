@@ -182,6 +182,8 @@ def write_net_sysctls(items: list[tuple[str, str]]) -> None:
 
 
 ETC_NETNS = "/etc/netns"  # `ip netns exec NAME` mounts /etc/netns/NAME/* over /etc/*
+# in /etc/netns when labnet made it: the last lab's `down` removes it, whichever lab made it
+ETC_MARK = os.path.join(ETC_NETNS, ".labnet")
 
 
 def etc_paths(name: str, filename: str) -> list[str]:
@@ -193,6 +195,9 @@ def etc_paths(name: str, filename: str) -> list[str]:
 
 def write_etc(name: str, filename: str, text: str) -> None:
     """A file that `ip netns exec` (and a container of the namespace) sees in /etc."""
+    if not os.path.isdir(ETC_NETNS):
+        os.makedirs(ETC_NETNS)
+        open(ETC_MARK, "w").close()
     os.makedirs(os.path.join(ETC_NETNS, name), exist_ok=True)
     with open(os.path.join(ETC_NETNS, name, filename), "w") as f:
         f.write(text)
@@ -203,6 +208,10 @@ def remove_etc(paths: list[str]) -> None:
     for target in reversed(paths):
         with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(target) if os.path.isdir(target) else os.unlink(target)
+    with contextlib.suppress(FileNotFoundError, OSError):  # labnet's, and nothing left in it
+        if os.listdir(ETC_NETNS) == [os.path.basename(ETC_MARK)]:
+            os.unlink(ETC_MARK)
+            os.rmdir(ETC_NETNS)
 
 
 def inode(name: str) -> int:

@@ -68,14 +68,12 @@ def start(name: str, lab: str | None = None, progress_cb=lambda _s: None) -> tup
     and record it. Returns the challenge and the lab's name."""
     ch = challenges.load(name)
     topology = shipped.topology_path(ch.lab)
+    target = lab or model.load(topology).name
+    if state.load(target) is not None:  # a challenge starts from a lab as shipped
+        raise InputError(f"lab {target} is already up", f"take it down first: inv down {target}")
     if lab:
         topology = copy_topology(topology, lab)
     result = build.up(str(topology), progress_cb)
-    if progress(result.lab) is not None:
-        raise InputError(
-            f"lab {result.lab} already runs a challenge",
-            f"take it down first: inv down {result.lab}",
-        )
     apply_fault(ch, result.lab)
     _save(Progress(ch.name, result.lab, time.time()))
     return ch, result.lab

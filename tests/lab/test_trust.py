@@ -211,3 +211,17 @@ def test_decoys_beside_a_real_lab_are_never_touched(root_required, tmp_path_fact
         for name in (lab, "dcylost"):
             if state.lab_dir(name).exists():
                 teardown.down(name)
+
+
+def test_etc_netns_goes_with_the_last_lab_whichever_made_it(root_required):
+    """Lab a makes /etc/netns, lab b writes beside it; a goes first, then b: nothing stays."""
+    before = os.path.isdir(netns.ETC_NETNS)
+    recorded = {}
+    for lab in ("trust-etc-a", "trust-etc-b"):
+        recorded[lab] = netns.etc_paths(f"{lab}-pod1", "resolv.conf")
+        netns.write_etc(f"{lab}-pod1", "resolv.conf", "nameserver 192.168.3.10\n")
+    netns.remove_etc(recorded["trust-etc-a"])
+    assert os.path.isdir(netns.ETC_NETNS)  # b's file is still there
+    netns.remove_etc(recorded["trust-etc-b"])
+    assert os.path.isdir(netns.ETC_NETNS) == before
+    assert not os.path.exists(f"{netns.ETC_NETNS}/trust-etc-b-pod1")
