@@ -90,7 +90,9 @@ def _build(topo: Topology, st: state.LabState, progress: Progress) -> None:
         built = _node_pods(kernel, topo, lab_plan, st, progress)
         pod_ips = {pod: ip for b in built for pod, ip in b.pods.items()}
         st.addresses = {**_host_addresses(topo), **pod_ips}
-        progress("iptables: docker" + (" and kube-proxy" if topo.services else ""))
+        owners = ["docker"] * bool(topo.versions.docker.rules and topo.flannel)
+        owners += ["kube-proxy"] * bool(topo.services)
+        progress(f"rules: {' and '.join(owners)}" if owners else "rules: none to load")
         loading = RuleLoad(
             [r for b in built for r in b.steps.rules] + plan.kube_proxy_rules(topo, pod_ips)
         )
@@ -138,7 +140,9 @@ def _pinned_pods(
     soon as etcd answers: a small lab's pods are built while etcd is still starting."""
     pinned = [n for n in topo.nodes if lab_plan.nodes[n.name] is not None]
     if pinned:
-        progress("docker0 and pods (pinned subnets)")
+        progress(
+            "pods and their cali veths" if topo.calico else "docker0 and pods (pinned subnets)"
+        )
     for part in [c for n in pinned for c in lab_plan.nodes[n.name].chunks(topo.name, 16)]:
         if not flannel.started and flannel.etcd.ready():
             flannel.start(answered=True)
