@@ -85,7 +85,7 @@ def test_kube_proxy_writes_no_iptables_rule(nft_lab):
 def test_verify_passes_every_check(nft_lab):
     report = verify.run(LAB)
     assert report.passed, [(r.check.name, r.problems, r.explanation) for r in report.results]
-    assert len(report.results) == 6
+    assert len(report.results) == 9  # services, NodePorts, affinity, DNS, and pod to pod
 
 
 def _who(pod: str, url: str) -> str:
