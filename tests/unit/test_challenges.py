@@ -27,7 +27,7 @@ def test_the_catalogue_has_fifteen_bilingual_challenges_on_shipped_labs():
 
 
 def test_a_challenge_naming_a_check_its_lab_lacks_is_refused(tmp_path):
-    text = (challenges.directory() / "ip-forward-off.yaml").read_text()
+    text = (challenges.directory() / "node-stopped-routing.yaml").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace("checks: [pod1 to pod3 through", "checks: [pod1 to pod9 through"))
     with pytest.raises(TopologyError, match=r"bad.yaml:\d+: checks\[0\]: lab flannel-vxlan has no"):
@@ -40,16 +40,16 @@ def test_a_challenge_naming_a_check_its_lab_lacks_is_refused(tmp_path):
 def test_an_unknown_challenge_names_the_known_ones():
     with pytest.raises(InputError) as err:
         challenges.load("no-such-thing")
-    assert "ip-forward-off" in err.value.hint
+    assert "node-stopped-routing" in err.value.hint
 
 
 def test_the_learners_commands_parse_as_typed():
     fill = fill_optional_positionals
     assert fill(["challenge", "list"], TASKS) == ["challenge", "list", ""]
-    assert fill(["challenge", "start", "missing-fdb"], TASKS) == [
+    assert fill(["challenge", "start", "tunnel-without-far-end"], TASKS) == [
         "challenge",
         "start",
-        "missing-fdb",
+        "tunnel-without-far-end",
     ]
     assert fill(["challenge", "check", "--lab", "x"], TASKS) == [
         "challenge",
@@ -70,8 +70,8 @@ def test_the_learners_commands_parse_as_typed():
 
 
 def test_fault_and_fix_read_as_a_learner_types_them():
-    ch = challenges.load("endpoint-down")
+    ch = challenges.load("half-the-requests-fail")
     assert ch.fault[0].typed() == "rbd-1/api stopped (by its recorded PID)"
     assert ch.fix[0].typed("lab-07") == "inv restart --lab lab-07 rbd-1/api"
-    exec_fix = challenges.load("ip-forward-off").fix[0]
+    exec_fix = challenges.load("node-stopped-routing").fix[0]
     assert exec_fix.typed() == "inv exec minion -- sysctl -w net.ipv4.ip_forward=1"
