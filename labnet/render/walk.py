@@ -145,6 +145,8 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     place = lookup.find(cmd.where, lab_name)
     argv = [fill(a, v) for a in cmd.argv]
     typed = ["ip", "netns", "exec", place.netns, *argv]
+    if lookup.exec_argv(place, argv) != typed:  # a node's BIRD: birdc finds it through inv
+        typed = ["./scripts/inv", "exec", "--lab", lab_name, cmd.where, "--", *argv]
     terminal.command(cmd.where, typed)
     before = _log_size(lab_name, cmd.events) if cmd.events else 0
     expected = [fill(e, v) for e in cmd.expect]
