@@ -33,16 +33,15 @@ from labnet.lab import classroom, lookup  # noqa: E402
 def one_run(target: str, learners: int) -> dict[str, float]:
     settle()
     t = time.perf_counter()
-    labs = classroom.up(target, learners)
-    up = time.perf_counter() - t
     try:
+        labs = classroom.up(target, learners)
+        up = time.perf_counter() - t
         pids = set().union(*(lab_pids(lookup.load_state(lab)) for lab in labs))
         pss_mb = sum(pss_kb(pid) for pid in pids) / 1024
         lost = sum(_ping_fails(lab) for lab in labs)
     finally:
         t = time.perf_counter()
-        klass = classroom.members()[0].klass if classroom.members() else ""
-        classroom.down(klass or None)
+        classroom.down()  # every copy, also those of a run that failed half way
         down = time.perf_counter() - t
     return {
         "up_s": up,

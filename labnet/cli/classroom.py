@@ -48,19 +48,20 @@ def challenge(c, action, name, lab="", lang="en"):
         if not name:
             _usage("challenge start", tuple(challenges.names()), "")
         with glue.progress(f"challenge {name}") as step:
-            ch, lab_name = challenges_lab.start(name, lab or None, step)
+            ch, lab_name = challenges_lab.start(name, progress_cb=step)
         out.rule(ch.text("title", lang))
         out.print(ch.text("story", lang).strip(), soft_wrap=True)
         out.print(
             f"\nlab {lab_name} is up. Look around: inv exec NODE -- COMMAND, inv shell NODE, "
-            "inv trace. Then: inv challenge check (inv challenge hint, inv challenge give-up)."
+            "tcpdump, ip, iptables, birdc... Then: inv challenge check (inv challenge hint, "
+            "inv challenge give-up)."
         )
     elif action == "check":
         _check(lab or None)
     elif action == "hint":
         ch, _p, n = challenges_lab.hint(lab or None)
-        for i, h in enumerate(ch.hints[:n], 1):
-            out.print(f"hint {i}/{len(ch.hints)}: {h.get(lang) or h['en']}", soft_wrap=True)
+        for i in range(1, n + 1):
+            out.print(f"hint {i}/{len(ch.hints)}: {ch.hint(i, lang)}", soft_wrap=True)
     elif action == "give-up":
         _give_up(lab or None, lang)
     else:
@@ -82,6 +83,9 @@ def _check(lab: str | None) -> None:
         terminal.console.print("not solved yet", style="bold red")
         raise Exit(code=1)
     challenges_lab.passed(p)
+    if p.gave_up:
+        terminal.console.print(f"{ch.name} works again (after give-up: not counted as solved)")
+        return
     terminal.console.print(f"solved: {ch.name}", style="bold green")
 
 
@@ -92,7 +96,7 @@ def _give_up(lab: str | None, lang: str) -> None:
     from labnet.lab.values import fill, values
     from labnet.render import terminal
 
-    ch, p = challenges_lab.give_up(lab)
+    ch, p, failed = challenges_lab.give_up(lab)
     v = values(p.lab)
     shown = [replace(c, argv=tuple(fill(a, v) for a in c.argv)) for c in (*ch.fault, *ch.fix)]
     fault, fix = shown[: len(ch.fault)], shown[len(ch.fault) :]
@@ -105,7 +109,9 @@ def _give_up(lab: str | None, lang: str) -> None:
     out.rule("the fix, now applied")
     for c in fix:
         out.print(c.typed(p.lab), markup=False)
-    out.print("check it: inv challenge check")
+    for message in failed:  # a step the learner had already taken
+        out.print(f"(not needed: {message})", style="dim", markup=False)
+    out.print(f"check it: inv challenge check --lab {p.lab}")
 
 
 @task(
@@ -135,12 +141,19 @@ def class_(c, action, target, learners=1, klass="", html=""):
             _usage("class up", ("a lab or a challenge",), "")
         with glue.progress(f"class {target}") as step:
             labs = lab_class.up(target, learners, step)
-        out.print(classroom.class_table(lab_class.status(lab_class.members()[0].klass)))
-        out.print(f"each learner enters their copy: inv shell --lab {labs[0]} NODE_OR_POD")
+        out.print(classroom.class_table(lab_class.status(lab_class.base_of(labs[0]))))
+        out.print(
+            f"learner 1 enters their copy: inv shell --lab {labs[0]} NODE_OR_POD "
+            f"(or ip netns exec {labs[0]}-NODE_OR_POD bash)"
+        )
     elif action == "status":
         out.print(classroom.class_table(lab_class.status(klass or None)))
     elif action == "down":
         reports = lab_class.down(klass or None)
+        if not reports:
+            from labnet.errors import InputError
+
+            raise InputError(f"no class {klass!r} is up" if klass else "no class is up")
         out.print(f"{len(reports)} learner labs down")
     elif action == "report":
         _report(klass or None, html)

@@ -10,6 +10,7 @@ own /run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -31,13 +32,27 @@ def node_of(d: Daemon) -> str:
     return d.name.removeprefix("bird-")
 
 
-def prepare_run_dir(st: state.LabState) -> None:
-    """/run/bird must exist for the bind mount; made (and recorded, so `down` removes it
-    when empty and no other lab uses it) where the machine has none."""
-    if not os.path.isdir(RUN_BIRD):
-        st.files.append(RUN_BIRD)
-        state.save(st)
-        os.makedirs(RUN_BIRD, exist_ok=True)
+RUN_MARK = os.path.join(RUN_BIRD, ".labnet")  # /run/bird is labnet's: the last BIRD lab removes it
+
+
+def prepare_run_dir() -> None:
+    """/run/bird must exist for the bind mount; made, and marked as labnet's, where the
+    machine has none (its own bird2 service makes it when it runs)."""
+    try:
+        os.makedirs(RUN_BIRD)
+    except FileExistsError:
+        return
+    open(RUN_MARK, "w").close()
+
+
+def remove_run_dir(lab: str) -> None:
+    """At a BIRD lab's `down`: /run/bird goes when labnet made it and no other lab's BIRD
+    needs it."""
+    if os.path.exists(RUN_MARK) and not others_use_run_dir(lab):
+        with contextlib.suppress(OSError):
+            if os.listdir(RUN_BIRD) == [os.path.basename(RUN_MARK)]:
+                os.unlink(RUN_MARK)
+                os.rmdir(RUN_BIRD)
 
 
 def start(lab: str, d: Daemon) -> state.ProcessRecord:
@@ -58,8 +73,9 @@ def exec_prefix(lab: str, node: str) -> list[str]:
     """What runs a command in the node with its BIRD directory at /run/bird (none when the
     node runs no BIRD)."""
     where = directory(lab, node)
-    if not where.is_dir() or not os.path.isdir(RUN_BIRD):
+    if not where.is_dir():
         return []
+    prepare_run_dir()  # gone with another lab while this one runs: made again
     script = 'mount --bind "$0" /run/bird && exec "$@"'
     return ["sh", "-c", script, str(where)]
 

@@ -195,8 +195,11 @@ def etc_paths(name: str, filename: str) -> list[str]:
 
 def write_etc(name: str, filename: str, text: str) -> None:
     """A file that `ip netns exec` (and a container of the namespace) sees in /etc."""
-    if not os.path.isdir(ETC_NETNS):
+    try:
         os.makedirs(ETC_NETNS)
+    except FileExistsError:  # there already (another lab's, or the machine's own)
+        pass
+    else:
         open(ETC_MARK, "w").close()
     os.makedirs(os.path.join(ETC_NETNS, name), exist_ok=True)
     with open(os.path.join(ETC_NETNS, name, filename), "w") as f:

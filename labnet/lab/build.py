@@ -40,7 +40,7 @@ def _quiet(_: str) -> None:
 def up(topology_path: str, progress: Progress = _quiet) -> UpResult:
     crashpoint.arm()  # LABNET_CRASH_AFTER: the clean-up tests crash up at each step
     topo = model.load(topology_path)
-    preflight.check(services=bool(topo.services))
+    preflight.check(services=bool(topo.services), bird=topo.calico is not None)
     started = time.perf_counter()
     with state.locked(topo.name):
         existing = state.load(topo.name)
@@ -143,7 +143,9 @@ def _pinned_pods(
         progress(
             "pods and their cali veths" if topo.calico else "docker0 and pods (pinned subnets)"
         )
-    for part in [c for n in pinned for c in lab_plan.nodes[n.name].chunks(topo.name, 16)]:
+    # Calico's node-side routes and sysctls name the pods' veths: a node's pods go in one part
+    size = 1 << 16 if topo.calico else 16
+    for part in [c for n in pinned for c in lab_plan.nodes[n.name].chunks(topo.name, size)]:
         if not flannel.started and flannel.etcd.ready():
             flannel.start(answered=True)
         apply(kernel, part)
@@ -198,7 +200,7 @@ class _Network:
 
     def start_birds(self) -> None:
         self.progress("BIRD in each node, containers and servers")
-        bird.prepare_run_dir(self.st)
+        bird.prepare_run_dir()
         for d in (d for d in self.lab_plan.daemons if d.kind == "bird"):
             self.birds.append(bird.start(self.topo.name, d))
             crashpoint.step(f"started {d.name}")

@@ -63,24 +63,32 @@ def copy_topology(topology: Path, lab: str) -> Path:
     return path
 
 
-def start(name: str, lab: str | None = None, progress_cb=lambda _s: None) -> tuple[Challenge, str]:
-    """Build the challenge's lab (under `lab`, a learner's copy, when given), apply its fault
-    and record it. Returns the challenge and the lab's name."""
+def start(
+    name: str, topology: Path | None = None, progress_cb=lambda _s: None
+) -> tuple[Challenge, str]:
+    """Build the challenge's lab (from `topology`, a learner's copy, when given), apply its
+    fault and record it. Returns the challenge and the lab's name. A fault that cannot be
+    applied takes the lab down again."""
     ch = challenges.load(name)
-    topology = shipped.topology_path(ch.lab)
-    target = lab or model.load(topology).name
+    topology = topology or shipped.topology_path(ch.lab)
+    target = model.load(topology).name
     if state.load(target) is not None:  # a challenge starts from a lab as shipped
         raise InputError(f"lab {target} is already up", f"take it down first: inv down {target}")
-    if lab:
-        topology = copy_topology(topology, lab)
     result = build.up(str(topology), progress_cb)
-    apply_fault(ch, result.lab)
+    try:
+        apply_fault(ch, result.lab)
+    except BaseException:
+        from labnet.lab import teardown
+
+        teardown.down(result.lab)
+        raise
     _save(Progress(ch.name, result.lab, time.time()))
     return ch, result.lab
 
 
 def run(lab: str, commands: tuple[Command, ...], quiet: bool) -> list[str]:
-    """Each command inside the lab, as `inv exec` runs it; their output (none when quiet)."""
+    """Each command inside the lab, as `inv exec` runs it; their output (none when quiet).
+    A command that fails stops the run (LabFailure), saying which one unless quiet."""
     v = values(lab)
     out = []
     for c in commands:
@@ -139,8 +147,8 @@ def checks(lab: str | None) -> tuple[Challenge, Progress, list[model.Check]]:
 
 
 def passed(p: Progress) -> None:
-    """Its checks passed: the first time is when it was solved."""
-    if p.solved is None:
+    """Its checks passed: the first time is when it was solved (unless the learner gave up)."""
+    if p.solved is None and not p.gave_up:
         p.solved = time.time()
         _save(p)
 
@@ -155,10 +163,17 @@ def hint(lab: str | None) -> tuple[Challenge, Progress, int]:
     return ch, p, p.hints_shown
 
 
-def give_up(lab: str | None) -> tuple[Challenge, Progress]:
-    """Apply the reference fix; the caller shows the fault and the fix."""
+def give_up(lab: str | None) -> tuple[Challenge, Progress, list[str]]:
+    """Apply the reference fix, each step on its own: a step the learner already did (a
+    route already there) fails and the others still run. Returns the steps that failed; the
+    caller shows the fault and the fix."""
     ch, p = current(lab)
-    run(p.lab, ch.fix, quiet=False)
     p.gave_up = True
     _save(p)
-    return ch, p
+    failed = []
+    for step in ch.fix:
+        try:
+            run(p.lab, (step,), quiet=False)
+        except LabFailure as exc:
+            failed.append(exc.message)
+    return ch, p, failed

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from labnet import model
 from labnet.daemons import state
 from labnet.errors import InputError
+from labnet.kernel import netns
 from labnet.lab import build, challenge, teardown
-from labnet.lab.status import is_healthy
 from labnet.model import challenges, shipped
 
 MEMBER = "class.json"
@@ -41,6 +41,11 @@ def _base(target: str) -> tuple[str, str | None]:
     return model.load(path).name, None
 
 
+def base_of(lab: str) -> str:
+    """The class a copy belongs to: its name without `-NN`."""
+    return lab.rsplit("-", 1)[0]
+
+
 def lab_name(base: str, learner: int) -> str:
     name = f"{base}-{learner:02d}"
     if len(name) > 24:
@@ -53,16 +58,24 @@ def up(target: str, learners: int, progress: Callable[[str], None] = lambda _s: 
     if not 1 <= learners <= MAX_LEARNERS:
         raise InputError(f"--learners {learners}: between 1 and {MAX_LEARNERS}")
     base, challenge_name = _base(target)
+    if members(base):
+        raise InputError(
+            f"class {base} is up", f"take it down first: inv class down --klass {base}"
+        )
+    source = shipped.topology_path(
+        challenges.load(challenge_name).lab if challenge_name else target
+    )
     made = []
     for i in range(1, learners + 1):
         lab = lab_name(base, i)
         progress(f"{lab} ({i}/{learners})")
-        if challenge_name:
-            challenge.start(challenge_name, lab)
-        else:
-            build.up(str(challenge.copy_topology(shipped.topology_path(target), lab)))
-        member = {"klass": base, "learner": i, "target": target}
+        topology = challenge.copy_topology(source, lab)
+        member = {"klass": base, "learner": i, "target": target}  # before the build: down finds it
         (state.lab_dir(lab) / MEMBER).write_text(json.dumps(member) + "\n")
+        if challenge_name:
+            challenge.start(challenge_name, topology)
+        else:
+            build.up(str(topology))
         made.append(lab)
     return made
 
@@ -83,10 +96,11 @@ def members(klass: str | None = None) -> list[Member]:
 @dataclass(frozen=True)
 class Row:
     member: Member
-    up: bool
+    up: bool  # built, and not taken down (a challenge may have stopped one of its processes)
     challenge: str
     solved: float | None
     hints: int
+    gave_up: bool = False
 
 
 def status(klass: str | None = None) -> list[Row]:
@@ -94,13 +108,15 @@ def status(klass: str | None = None) -> list[Row]:
     for m in members(klass):
         st = state.load(m.lab)
         p = challenge.progress(m.lab)
+        up = bool(st and st.status == "up" and all(netns.exists(n) for n in st.namespaces))
         rows.append(
             Row(
                 m,
-                bool(st and is_healthy(st)),
+                up,
                 p.name if p else "-",
                 p.solved if p else None,
                 p.hints_shown if p else 0,
+                bool(p and p.gave_up),
             )
         )
     return rows

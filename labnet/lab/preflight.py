@@ -20,6 +20,7 @@ TOOLS = {
     "nft": "nftables",
     "dnsmasq": "dnsmasq-base",
 }
+BIRD_TOOLS = {"bird": "bird2", "birdc": "bird2"}  # Calico labs only
 
 
 def require_root() -> None:
@@ -34,7 +35,7 @@ def require_tools(names: list[str] | None = None) -> None:
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     missing = [t for t in (names or TOOLS) if shutil.which(t, path=path) is None]
     if missing:
-        pkgs = " ".join(sorted({TOOLS.get(t, t) for t in missing}))
+        pkgs = " ".join(sorted({{**TOOLS, **BIRD_TOOLS}.get(t, t) for t in missing}))
         raise EnvironmentProblem(
             f"missing tool{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
             f"apt-get install {pkgs}  (or run ./scripts/bootstrap)",
@@ -51,8 +52,8 @@ def require_br_netfilter() -> None:
         )
 
 
-def check(services: bool = False) -> None:
+def check(services: bool = False, bird: bool = False) -> None:
     require_root()
-    require_tools()
+    require_tools([*TOOLS, *(BIRD_TOOLS if bird else ())])
     if services:
         require_br_netfilter()

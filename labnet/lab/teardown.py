@@ -103,12 +103,10 @@ def teardown(st: state.LabState) -> DownReport:
     report.processes = processes.stop(st.processes)
     report.processes += processes.stop(_strays(st, report))
     _remove_namespaces(st, report)
-    files = st.files if st.topology else _etc_entries(report.namespaces)
-    if bird.others_use_run_dir(st.lab):  # /run/bird stays while another lab's birdc needs it
-        files = [f for f in files if f != bird.RUN_BIRD]
-    netns.remove_etc(files)
+    netns.remove_etc(st.files if st.topology else _etc_entries(report.namespaces))
     crashpoint.step("resolv.conf files removed")
     shutil.rmtree(state.lab_dir(st.lab), ignore_errors=True)
+    bird.remove_run_dir(st.lab)  # once this lab's BIRD directories are gone too
     crashpoint.step("lab directory removed")
     try:
         state.STATE_ROOT.rmdir()  # only when no lab (and no schema digest) is left

@@ -10,6 +10,7 @@ from pathlib import Path
 from labnet.errors import InputError
 
 from . import schema, shipped, source
+from .text import joined
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,14 @@ class Challenge:
     fix: tuple[Command, ...]
     explanation: dict[str, str]
 
+    def hint(self, i: int, lang: str) -> str:
+        """Hint i (from 1) in `lang`."""
+        h = self.hints[i - 1]
+        return joined(h.get(lang) or h["en"])
+
     def text(self, field: str, lang: str) -> str:
         value = getattr(self, field)
-        return value.get(lang) or value.get("en", "")
+        return joined(value.get(lang) or value.get("en", ""))
 
 
 def directory() -> Path:

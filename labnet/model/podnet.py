@@ -20,6 +20,13 @@ def build_calico(data: dict, loc: Locator) -> Calico | None:
             "a lab runs flannel or Calico, not both",
             "remove the flannel section, or the calico one",
         )
+    docker = data.get("versions", {}).get("docker", "none")
+    if docker != "none":
+        raise loc.error(
+            ("versions", "docker"),
+            f"a Calico lab runs no docker (docker {docker} would bring docker0 and its rules)",
+            'set versions.docker to "none"',
+        )
     pool = IPv4Network(raw.get("pool", "192.168.0.0/16"))
     size = raw.get("block_size", 26)
     if size < pool.prefixlen:

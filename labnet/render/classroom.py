@@ -48,6 +48,8 @@ def class_table(rows) -> Table:
     for r in rows:
         up = Text("yes" if r.up else "DOWN", style="green" if r.up else "bold red")
         solved = Text(when(r.solved), style="green") if r.solved else Text("-")
+        if r.gave_up and not r.solved:
+            solved = Text("gave up", style="yellow")
         table.add_row(
             f"{r.member.learner:02d}", r.member.lab, up, r.challenge, solved, str(r.hints)
         )
@@ -66,7 +68,9 @@ def class_html(rows, reports: dict[str, object]) -> str:
         parts.append(
             f"<tr><td>{r.member.learner:02d}</td><td>{escape(r.member.lab)}</td>"
             f"<td class='{'pass' if r.up else 'fail'}'>{'yes' if r.up else 'DOWN'}</td>"
-            f"<td>{escape(r.challenge)}</td><td>{when(r.solved)}</td><td>{r.hints}</td></tr>"
+            f"<td>{escape(r.challenge)}</td>"
+            f"<td>{'gave up' if r.gave_up and not r.solved else when(r.solved)}</td>"
+            f"<td>{r.hints}</td></tr>"
         )
     parts.append("</table>")
     for r in rows:

@@ -23,6 +23,7 @@ from labnet.daemons import state
 from labnet.errors import InputError
 from labnet.lab import lookup
 from labnet.lab.values import fill, values
+from labnet.model.text import joined
 from labnet.render import terminal
 
 LANGS = ("en", "zh")
@@ -51,17 +52,6 @@ class Step:
 class Walkthrough:
     title: dict[str, str]
     steps: list[Step]
-
-
-# a CJK character or CJK/full-width punctuation
-_CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
-_CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
-
-
-def joined(text: str) -> str:
-    """YAML folds a wrapped line into a space; written Chinese has none between its
-    characters, so the space goes where both neighbours are CJK (`子网内，所以`)."""
-    return _CJK_GAP.sub("", text)
 
 
 def _texts(value: object, where: str) -> dict[str, str]:
@@ -145,7 +135,8 @@ def run_command(lab_name: str, cmd: Command, v: SimpleNamespace) -> list[str]:
     place = lookup.find(cmd.where, lab_name)
     argv = [fill(a, v) for a in cmd.argv]
     typed = ["ip", "netns", "exec", place.netns, *argv]
-    if lookup.exec_argv(place, argv) != typed:  # a node's BIRD: birdc finds it through inv
+    if lookup.exec_argv(place, argv) != typed:  # a container, or a node running BIRD (birdc
+        # finds it at /run/bird): what works as typed is inv exec
         typed = ["./scripts/inv", "exec", "--lab", lab_name, cmd.where, "--", *argv]
     terminal.command(cmd.where, typed)
     before = _log_size(lab_name, cmd.events) if cmd.events else 0
@@ -212,7 +203,6 @@ def _trace(lab_name: str, cmd: Command) -> list[str]:
 
 
 def _escape(text: str) -> str:
-    import re
 
     return re.escape(text)
 

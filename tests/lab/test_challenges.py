@@ -15,7 +15,7 @@ import pytest
 
 from labnet.lab import challenge, lookup
 from labnet.lab.values import fill, values
-from labnet.model import challenges
+from labnet.model import challenges, shipped
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.lab
@@ -55,7 +55,8 @@ def started(root_required, request):
 
         teardown.down(lab)
     try:
-        ch, lab = challenge.start(name, lab)
+        source = shipped.topology_path(challenges.load(name).lab)
+        ch, lab = challenge.start(name, challenge.copy_topology(source, lab))
         yield ch, lab
     finally:
         from labnet.lab import teardown

@@ -63,7 +63,7 @@ def test_copies_share_nothing_and_a_fault_stays_in_its_copy(class_of):
     assert classroom.members(class_of) == []
 
 
-@pytest.mark.parametrize("class_of", [("node-stopped-routing", "flannel-vxlan")], indirect=True)
+@pytest.mark.parametrize("class_of", [("after-the-reboot", "flannel-vxlan")], indirect=True)
 def test_a_class_of_a_challenge_tracks_who_solved_it(class_of, tmp_path):
     labs = [f"{class_of}-{i:02d}" for i in range(1, LEARNERS + 1)]
     assert run_inv("challenge", "check", "--lab", labs[2]).returncode == 1
@@ -76,7 +76,7 @@ def test_a_class_of_a_challenge_tracks_who_solved_it(class_of, tmp_path):
     assert run_inv("challenge", "check", "--lab", labs[3]).returncode == 1
     rows = {r.member.lab: r for r in classroom.status(class_of)}
     assert rows[labs[2]].solved is not None and rows[labs[3]].solved is None
-    assert all(r.up and r.challenge == "node-stopped-routing" for r in rows.values())
+    assert all(r.up and r.challenge == "after-the-reboot" for r in rows.values())
     page = tmp_path / "class.html"
     report = run_inv("class", "report", "--klass", class_of, "--html", str(page))
     assert report.returncode == 0, report.stdout + report.stderr

@@ -9,7 +9,7 @@ import venv
 
 from tests.conftest import ROOT
 
-SOURCES = ("labnet", "topologies", "pyproject.toml", "README.md")
+SOURCES = ("labnet", "topologies", "challenges", "pyproject.toml", "README.md")
 
 
 def test_pip_install_gives_a_labnet_command(tmp_path):
@@ -31,6 +31,7 @@ def test_pip_install_gives_a_labnet_command(tmp_path):
         ([labnet, "--list"], tmp_path, "verify"),
         ([labnet, "validate", "topologies/flannel-vxlan.yaml"], ROOT, "valid (2 nodes"),
         ([labnet, "validate", "flannel-vxlan"], tmp_path, "valid (2 nodes"),  # a shipped lab
+        ([labnet, "challenge", "list"], tmp_path, "after-the-reboot"),  # and its challenges
         ([labnet, "up", "--help"], ROOT, "Build a lab from a topology file"),
         ([labnet, "--help", "up"], ROOT, "Build a lab from a topology file"),
     ):
