@@ -25,7 +25,7 @@ GO_ENV = {"GOGC": "400", "GOMAXPROCS": "1"}
 # then the last 5,000 of them. A v2 store with TTL keys (flannel before v0.18) makes an entry
 # every 500 ms (SYNC), about 175 bytes of heap each: snapshots every 1,000 entries bound a
 # lab's etcd at 6,000 entries, reached after 50 minutes, where the default lets it grow for
-# 14 hours (docs/performance.md, soak).
+# 14 hours (docs/performance.md, "Soak").
 SNAPSHOT_COUNT = 1000
 
 
