@@ -241,6 +241,17 @@ class Agent(LeaseSync, MissAnswerer, RuleKeeper, UdpProxy):
             batch.address(self.ifindex, self.device, f"{address}/{plen}")
         return batch
 
+    def bring_up(
+        self, batch: netlink.Batch, lease: Lease, plen: int, network_route: bool, **fields: object
+    ) -> None:
+        """The device up (with flannel's own route to the network where the release adds
+        one), sent with what `batch` holds; logged as device-ready with `fields`."""
+        batch.link_up(self.ifindex, self.device)
+        if network_route:
+            batch.device_route(str(self.network), self.ifindex, PROTO_BOOT)
+        batch.send()
+        log("device-ready", dev=self.device, address=f"{lease.gateway}/{plen}", **fields)
+
     def configure_device(self, lease: Lease) -> None:
         """flannel.1's address as the release sets it: <subnet>.0 with the network's prefix
         (to v0.6: the kernel's own route covers the network), /32 and an explicit network
@@ -252,17 +263,15 @@ class Agent(LeaseSync, MissAnswerer, RuleKeeper, UdpProxy):
             # L3 misses come from app_solicit (the l3miss flag is not what flannel used)
             with open(f"/proc/sys/net/ipv4/neigh/{self.device}/app_solicit", "w") as f:
                 f.write("3")
-        batch.link_up(self.ifindex, self.device)
-        if style == "host-route":
-            batch.device_route(str(self.network), self.ifindex, PROTO_BOOT)
-        batch.send()
-        log(
-            "device-ready",
-            dev=self.device,
-            address=f"{lease.gateway}/{plen}",
+        route = style == "host-route"
+        self.bring_up(
+            batch,
+            lease,
+            plen,
+            route,
             mac=self.mac,
             app_solicit=3 if self.cfg.mode == "miss" else 0,
-            **({"route": f"{self.network} dev {self.device}"} if style == "host-route" else {}),
+            **({"route": f"{self.network} dev {self.device}"} if route else {}),
         )
 
     def write_subnet_env(self, lease: Lease) -> None:

@@ -27,7 +27,6 @@ import struct
 from ipaddress import IPv4Network
 
 from labnet.daemons.flannel.lease import Lease, log
-from labnet.daemons.flannel.sync import PROTO_BOOT
 from labnet.kernel import query
 from labnet.model.versions import UDP_NETWORK_PREFIX
 
@@ -143,14 +142,11 @@ class UdpProxy:
         plen = tun_prefix(self.release.version, self.network)
         batch = self.address_batch(lease.gateway, plen)
         batch.link_mtu(self.ifindex, self.device, self.mtu)
-        batch.link_up(self.ifindex, self.device)
-        if plen == 32:
-            batch.device_route(str(self.network), self.ifindex, PROTO_BOOT)
-        batch.send()
-        log(
-            "device-ready",
-            dev=self.device,
-            address=f"{lease.gateway}/{plen}",
+        self.bring_up(
+            batch,
+            lease,
+            plen,
+            plen == 32,
             mtu=self.mtu,
             route=f"{self.network} dev {self.device}"
             + (" (flannel's)" if plen == 32 else " (the kernel's, from the address)"),
