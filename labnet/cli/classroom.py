@@ -90,26 +90,21 @@ def _check(lab: str | None) -> None:
 
 
 def _give_up(lab: str | None, lang: str) -> None:
-    from dataclasses import replace
-
     from labnet.lab import challenge as challenges_lab
-    from labnet.lab.values import fill, values
     from labnet.render import terminal
 
-    ch, p, failed = challenges_lab.give_up(lab)
-    v = values(p.lab)
-    shown = [replace(c, argv=tuple(fill(a, v) for a in c.argv)) for c in (*ch.fault, *ch.fix)]
-    fault, fix = shown[: len(ch.fault)], shown[len(ch.fault) :]
+    gave = challenges_lab.give_up(lab)
+    ch, p = gave.challenge, gave.progress
     out = terminal.console
     out.rule(f"{ch.name}: what was broken")
-    for c in fault:
+    for c in gave.fault:
         out.print(c.typed(), style="red", markup=False)
     if ch.explanation:
         out.print(ch.text("explanation", lang).strip(), soft_wrap=True)
     out.rule("the fix, now applied")
-    for c in fix:
+    for c in gave.fix:
         out.print(c.typed(p.lab), markup=False)
-    for message in failed:  # a step the learner had already taken
+    for message in gave.failed:  # a step the learner had already taken
         out.print(f"(not needed: {message})", style="dim", markup=False)
     out.print(f"check it: inv challenge check --lab {p.lab}")
 

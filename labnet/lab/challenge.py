@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from labnet import model
@@ -86,32 +86,32 @@ def start(
     return ch, result.lab
 
 
-def run(lab: str, commands: tuple[Command, ...], quiet: bool) -> list[str]:
-    """Each command inside the lab, as `inv exec` runs it; their output (none when quiet).
-    A command that fails stops the run (LabFailure), saying which one unless quiet."""
+def filled(lab: str, commands: tuple[Command, ...]) -> tuple[Command, ...]:
+    """The commands with the lab's own values in them ({ip.pod3}, {mac.minion}, ...)."""
     v = values(lab)
-    out = []
+    return tuple(replace(c, argv=tuple(fill(a, v) for a in c.argv)) for c in commands)
+
+
+def run(lab: str, commands: tuple[Command, ...], quiet: bool) -> None:
+    """Each command (filled) inside the lab, as `inv exec` runs it, its output discarded. A
+    command that fails stops the run (LabFailure), saying which one unless quiet."""
     for c in commands:
         if c.action != "exec":
-            out.append(_process(lab, c))
+            _process(lab, c)
             continue
-        place = lookup.find(c.where, lab)
-        argv = [fill(a, v) for a in c.argv]
-        proc = lookup.run_as_typed(place, argv, timeout=30)
+        proc = lookup.run_as_typed(lookup.find(c.where, lab), list(c.argv), timeout=30)
         if proc.returncode != 0:
-            what = "a step of the challenge's fault" if quiet else " ".join(argv)
+            what = "a step of the challenge's fault" if quiet else " ".join(c.argv)
             raise LabFailure(f"{what} failed in {c.where} (exit {proc.returncode})")
-        out.append("" if quiet else proc.stdout + proc.stderr)
-    return out
 
 
-def _process(lab: str, c: Command) -> str:
+def _process(lab: str, c: Command) -> None:
     """Stop one of the lab's processes by its recorded PID, or start it again."""
     from labnet.daemons import processes
 
     if c.action == "restart":
-        rec = lab_start.restart(lab, c.where)
-        return f"{rec.name} started again (pid {rec.pid})\n"
+        lab_start.restart(lab, c.where)
+        return
     st = lookup.load_state(lab)
     recs = [p for p in st.processes if p.name == c.where]
     if not recs:
@@ -121,7 +121,7 @@ def _process(lab: str, c: Command) -> str:
 
 
 def apply_fault(ch: Challenge, lab: str) -> None:
-    run(lab, ch.fault, quiet=True)
+    run(lab, filled(lab, ch.fault), quiet=True)
 
 
 def current(lab: str | None) -> tuple[Challenge, Progress]:
@@ -163,17 +163,29 @@ def hint(lab: str | None) -> tuple[Challenge, Progress, int]:
     return ch, p, p.hints_shown
 
 
-def give_up(lab: str | None) -> tuple[Challenge, Progress, list[str]]:
+@dataclass(frozen=True)
+class GaveUp:
+    """What give-up shows: the fault and the fix with the lab's values, the fix's steps
+    that failed (already done by the learner)."""
+
+    challenge: Challenge
+    progress: Progress
+    fault: tuple[Command, ...]
+    fix: tuple[Command, ...]
+    failed: list[str]
+
+
+def give_up(lab: str | None) -> GaveUp:
     """Apply the reference fix, each step on its own: a step the learner already did (a
-    route already there) fails and the others still run. Returns the steps that failed; the
-    caller shows the fault and the fix."""
+    route already there) fails and the others still run."""
     ch, p = current(lab)
     p.gave_up = True
     _save(p)
+    fault, fix = filled(p.lab, ch.fault), filled(p.lab, ch.fix)
     failed = []
-    for step in ch.fix:
+    for step in fix:
         try:
             run(p.lab, (step,), quiet=False)
         except LabFailure as exc:
             failed.append(exc.message)
-    return ch, p, failed
+    return GaveUp(ch, p, fault, fix, failed)

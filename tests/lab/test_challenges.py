@@ -14,7 +14,6 @@ import time
 import pytest
 
 from labnet.lab import challenge, lookup
-from labnet.lab.values import fill, values
 from labnet.model import challenges, shipped
 from tests.conftest import ROOT
 
@@ -37,12 +36,11 @@ def _check_until_solved(lab: str, seconds: float = 20.0) -> subprocess.Completed
 
 
 def _typed_fix(lab: str, ch: challenges.Challenge) -> None:
-    v = values(lab)
-    for c in ch.fix:
+    for c in challenge.filled(lab, ch.fix):
         if c.action == "restart":
             proc = inv("restart", c.where, "--lab", lab)
         else:
-            proc = inv("exec", "--lab", lab, c.where, "--", *[fill(a, v) for a in c.argv])
+            proc = inv("exec", "--lab", lab, c.where, "--", *c.argv)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -72,9 +70,9 @@ def test_a_challenge_fails_until_fixed_and_give_up_restores_it(started):
     out = broken.stdout + broken.stderr
     assert broken.returncode == 1, out
     assert "first hop where the packet was not seen:" in out and "not solved" in out
-    v = values(lab)
-    for c in ch.fault:  # the learner is told where, never what
-        assert " ".join(fill(a, v) for a in c.argv) not in out if c.argv else c.where not in out
+    fault = challenge.filled(lab, ch.fault)
+    for c in fault:  # the learner is told where, never what
+        assert " ".join(c.argv) not in out if c.argv else c.where not in out
     assert "why:" not in out
     _typed_fix(lab, ch)
     fixed = _check_until_solved(lab)
@@ -84,8 +82,8 @@ def test_a_challenge_fails_until_fixed_and_give_up_restores_it(started):
     challenge.apply_fault(ch, lab)  # broken again: the learner gives up
     gave_up = inv("challenge", "give-up", "--lab", lab)
     assert gave_up.returncode == 0, gave_up.stdout + gave_up.stderr
-    first = ch.fault[0]
-    shown = first.typed() if first.action != "exec" else " ".join(fill(a, v) for a in first.argv)
+    first = fault[0]
+    shown = first.typed() if first.action != "exec" else " ".join(first.argv)
     assert shown.split()[-1] in gave_up.stdout, gave_up.stdout  # the fault, told at last
     assert not re.search(r"\{(ip|mac|ns|subnet|cali)\.", gave_up.stdout)  # the lab's values
     assert _check_until_solved(lab).returncode == 0
